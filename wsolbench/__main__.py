@@ -1,0 +1,3 @@
+from wsolbench.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Datasets in wsolevaluation's metadata layout."""

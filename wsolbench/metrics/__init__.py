@@ -1,0 +1,1 @@
+"""WSOL metrics: pure functions (:mod:`.functional`) and stateful accumulators."""

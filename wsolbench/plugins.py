@@ -1,0 +1,101 @@
+"""Plugin manager: loads the ``wsolbench`` entry-point group and fills the registries.
+
+Environment switch: ``WSOLBENCH_LOAD_PLUGINS`` unset loads every installed plugin; a comma-separated list
+loads only those entry-point names; an empty value loads none (the way out of a broken plugin). A plugin
+that fails to import is reported in one line on stderr naming it, and the others keep working.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import os
+import sys
+from dataclasses import dataclass, field
+
+import pluggy
+
+from wsolbench import hookspecs
+from wsolbench.registry import Registry
+
+ENTRY_POINT_GROUP = "wsolbench"
+LOAD_PLUGINS_ENV = "WSOLBENCH_LOAD_PLUGINS"
+hookimpl = pluggy.HookimplMarker("wsolbench")
+
+#: registry kind -> the registration hook that fills it
+REGISTRATION_HOOKS = {
+    "dataset": "wsolbench_register_datasets",
+}
+
+
+@dataclass
+class PluginInfo:
+    """What one loaded plugin module is and what it registered."""
+
+    name: str
+    distribution: str
+    version: str
+    registered: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class LoadedPlugins:
+    """The plugin manager, the filled registries, and per-plugin details for ``wsolbench plugins``."""
+
+    manager: pluggy.PluginManager
+    registries: dict[str, Registry]
+    plugins: list[PluginInfo]
+    failures: list[str]
+
+
+def _selected_entry_points():
+    wanted = os.environ.get(LOAD_PLUGINS_ENV)
+    names = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if names is None or entry_point.name in names:
+            yield entry_point
+
+
+def load_plugins() -> LoadedPlugins:
+    """Load the selected entry points, check hook names, and run every registration hook."""
+    manager = pluggy.PluginManager("wsolbench")
+    manager.add_hookspecs(hookspecs)
+    infos: dict[int, PluginInfo] = {}
+    failures = []
+    for entry_point in _selected_entry_points():
+        dist = entry_point.dist
+        dist_name, version = (dist.name, dist.version) if dist else ("?", "?")
+        try:
+            module = entry_point.load()
+            manager.register(module, name=entry_point.name)
+        except Exception as error:  # noqa: BLE001 - any import failure is reported, not fatal
+            failures.append(f"plugin {entry_point.name!r} ({dist_name}) failed to load: {type(error).__name__}: {error}")
+            continue
+        infos[id(module)] = PluginInfo(entry_point.name, dist_name, version)
+    manager.check_pending()
+
+    registries = {kind: Registry(kind) for kind in REGISTRATION_HOOKS}
+    for kind, hook_name in REGISTRATION_HOOKS.items():
+        for impl in getattr(manager.hook, hook_name).get_hookimpls():
+            info = infos[id(impl.plugin)]
+            source = f"{info.distribution} (plugin {info.name!r})"
+
+            def register(name, obj, _kind=kind, _info=info, _source=source):
+                registries[_kind].register(name, obj, _source)
+                _info.registered.setdefault(_kind, []).append(name)
+
+            impl.function(register=register)
+    for failure in failures:
+        print(f"wsolbench: warning: {failure}", file=sys.stderr)
+    return LoadedPlugins(manager, registries, list(infos.values()), failures)
+
+
+@functools.lru_cache(maxsize=None)
+def plugins() -> LoadedPlugins:
+    """The process-wide loaded plugins (loaded on first use)."""
+    return load_plugins()
+
+
+def registry(kind: str) -> Registry:
+    """The registry of ``kind`` (``"dataset"``, ...), filled by every loaded plugin."""
+    return plugins().registries[kind]
