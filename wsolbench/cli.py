@@ -29,5 +29,14 @@ def cli():
     """Benchmark harness for weakly supervised object localization (WSOL)."""
 
 
+def _add_commands():
+    from wsolbench.data.commands import data
+
+    cli.add_command(data)
+
+
+_add_commands()
+
+
 def main():
     cli(prog_name="wsolbench")
