@@ -244,3 +244,51 @@ def pxap_from_histograms(foreground_hist: np.ndarray, background_hist: np.ndarra
     recall = tp / num_positive
     pxap = (precision[1:] * np.diff(recall))[predicted[1:] != 0].sum()
     return pxap * 100, precision, recall
+
+
+def scoremap_problem(scoremap: np.ndarray) -> str | None:
+    """Why ``scoremap`` is not a valid score map (2-D, finite, values in [0, 1]), or None if it is."""
+    if scoremap.ndim != 2:
+        return f"score map must be 2-D, got shape {scoremap.shape}"
+    if not np.issubdtype(scoremap.dtype, np.floating) and not np.issubdtype(scoremap.dtype, np.integer):
+        return f"score map must hold numbers, got dtype {scoremap.dtype}"
+    if not np.isfinite(scoremap).all():
+        return "score map holds NaN or Inf"
+    low, high = scoremap.min(), scoremap.max()
+    if low < 0 or high > 1:
+        return f"score map values must lie in [0, 1], got min {low!r}, max {high!r}"
+    return None
+
+
+def box_statistics(scoremaps, gt_boxes, thresholds, iou_thresholds, labels=None, class_scores=None) -> dict:
+    """Sufficient statistics of box localization over a batch of images (sums over the batch).
+
+    Returns ``num_images``; ``hits`` (3, 2, len(iou_thresholds), len(thresholds)) counting images whose
+    best IoU at a threshold reaches an IoU threshold, for [GT-known, also top-1 correct, also top-5
+    correct] x [:data:`LARGEST`, :data:`ALL`]; ``num_classified``: the images that came with
+    ``class_scores`` (one score vector per image, with ``labels``).
+    """
+    thresholds = np.asarray(thresholds)
+    hits = np.zeros((3, 2, len(iou_thresholds), len(thresholds)), dtype=np.int64)
+    for index, (scoremap, boxes) in enumerate(zip(scoremaps, gt_boxes)):
+        image_hits = box_hits(best_ious_per_threshold(scoremap, np.asarray(boxes), thresholds), iou_thresholds)
+        hits[0] += image_hits
+        if class_scores is not None:
+            top1 = topk_correct(class_scores[index], labels[index], 1)
+            top5 = topk_correct(class_scores[index], labels[index], 5)
+            hits[1] += image_hits & top1
+            hits[2] += image_hits & top5
+    num_images = len(scoremaps)
+    return {"num_images": np.int64(num_images), "hits": hits,
+            "num_classified": np.int64(num_images if class_scores is not None else 0)}
+
+
+def mask_statistics(scoremaps, pixel_labels, edges) -> dict:
+    """Sufficient statistics of PxAP over a batch: pooled foreground and background score histograms."""
+    num_bins = len(edges) - 1
+    foreground, background = np.zeros(num_bins, dtype=np.int64), np.zeros(num_bins, dtype=np.int64)
+    for scoremap, labels in zip(scoremaps, pixel_labels):
+        fg, bg = score_histograms(scoremap, labels, edges)
+        foreground += fg
+        background += bg
+    return {"num_images": np.int64(len(scoremaps)), "foreground_hist": foreground, "background_hist": background}

@@ -1,0 +1,61 @@
+"""PxAP: pixel-wise average precision of score maps against ground-truth masks (wsolevaluation).
+
+:class:`PxAP` pools two score histograms over the whole split (foreground pixels, background pixels; ignore
+pixels dropped) with bins ``[tau_i, tau_i+1)`` at the thresholds plus ``[1, 2)`` and ``[2, 3]``; the PxAP and
+its precision-recall curve follow from the histograms alone (formula in
+:func:`wsolbench.metrics.functional.pxap_from_histograms`), so the metric is exact for any batch split and
+under ``torch.distributed`` (histograms are summed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torchmetrics import Metric
+
+from wsolbench.metrics import functional as F
+from wsolbench.metrics._inputs import to_numpy, validated_scoremaps
+
+
+@dataclass
+class PxAPResult:
+    """PxAP in percent and its curve: ``precision[k]``, ``recall[k]`` at score ``>= edges`` from the top."""
+
+    num_images: int
+    pxap: float
+    precision: np.ndarray
+    recall: np.ndarray
+
+
+class PxAP(Metric):
+    """Stateful PxAP; ``update(scoremaps, pixel_labels)`` with labels 1 foreground, 0 background, 255 ignore."""
+
+    full_state_update = False
+    higher_is_better = True
+
+    def __init__(self, cam_curve_interval: float = 0.001, **kwargs):
+        super().__init__(**kwargs)
+        self.edges = F.pxap_bin_edges(F.threshold_grid(cam_curve_interval))
+        num_bins = len(self.edges) - 1
+        self.add_state("num_images", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("foreground_hist", default=torch.zeros(num_bins, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("background_hist", default=torch.zeros(num_bins, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, scoremaps, pixel_labels) -> None:
+        """Add a batch of (B, H, W) maps in [0, 1] and (B, H, W) uint8 pixel labels."""
+        self.add_statistics(F.mask_statistics(validated_scoremaps(scoremaps), [to_numpy(m) for m in pixel_labels],
+                                              self.edges))
+
+    def add_statistics(self, statistics: dict) -> None:
+        """Add sufficient statistics from :func:`wsolbench.metrics.functional.mask_statistics`."""
+        for name in ("num_images", "foreground_hist", "background_hist"):
+            state = getattr(self, name)
+            state += torch.as_tensor(statistics[name], dtype=torch.long, device=state.device)
+
+    def compute(self) -> PxAPResult:
+        pxap, precision, recall = F.pxap_from_histograms(self.foreground_hist.cpu().numpy(),
+                                                         self.background_hist.cpu().numpy())
+        return PxAPResult(int(self.num_images), float(pxap), precision, recall)
+
