@@ -115,23 +115,26 @@ def decoded_masks(dataset: WsolDataset, cache_dir: Path | None = None, workers: 
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 ``(B, 3, H, W)`` -> float32 ``(x / 255 - mean) / std`` with ImageNet mean and std."""
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
-    return images.to(torch.float32).div_(255).sub_(mean).div_(std)
+    """uint8 ``(B, 3, H, W)`` -> float32 ``(x / 255 - mean) / std`` (ImageNet mean and std), computed as
+    ``x * (1 / (255 std)) - mean / std`` in two passes."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float64).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float64).view(1, 3, 1, 1)
+    scale, shift = (1 / (255 * std)).to(images.device, torch.float32), (mean / std).to(images.device, torch.float32)
+    return images.to(torch.float32).mul_(scale).sub_(shift)
 
 
 def crop_flip_normalize(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor,
                         crop_size: int) -> torch.Tensor:
     """Crop image ``b`` to rows ``top[b]:top[b]+C``, columns ``left[b]:left[b]+C``, mirror it where
-    ``flip[b]``, then :func:`normalize`; one gather for the whole batch, on ``images``' device."""
+    ``flip[b]``, then :func:`normalize`; two gathers for the whole batch, on ``images``' device."""
     device = images.device
+    batch, channels, _, width = images.shape
     steps = torch.arange(crop_size, device=device)
     rows = top.to(device)[:, None] + steps
     cols = left.to(device)[:, None] + torch.where(flip.to(device)[:, None], crop_size - 1 - steps, steps)
-    batch = torch.arange(images.shape[0], device=device)[:, None, None]
-    cropped = images.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (B, C, C, 3)
-    return normalize(cropped.permute(0, 3, 1, 2)).contiguous()
+    cropped = images.gather(2, rows[:, None, :, None].expand(batch, channels, crop_size, width))
+    cropped = cropped.gather(3, cols[:, None, None, :].expand(batch, channels, crop_size, crop_size))
+    return normalize(cropped)
 
 
 class RandomCropFlip:

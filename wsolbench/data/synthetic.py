@@ -155,6 +155,23 @@ def _part_shape(shape: str, area: float):
             ((np.abs(dx) <= h) & (np.abs(dy) <= length))), np.hypot(length, h)
 
 
+def _farthest_fit(a: float, b: float, radius: float, phi: float) -> float:
+    """Largest ``d`` such that the disc of ``radius`` centred at ``d (cos phi, sin phi)`` lies inside the
+    ellipse with semi-axes ``a``, ``b`` (bisection; needs ``radius < b``). The disc is tested through a
+    64-gon around a 1% larger circle, which encloses the disc."""
+    theta = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    ring_x, ring_y = 1.01 * radius * np.cos(theta), 1.01 * radius * np.sin(theta)
+
+    def fits(d):
+        return (((d * np.cos(phi) + ring_x) / a) ** 2 + ((d * np.sin(phi) + ring_y) / b) ** 2 <= 1).all()
+
+    low, high = 0.0, a
+    for _ in range(30):
+        middle = (low + high) / 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
+
+
 def render_sample(rng: np.random.Generator, label: int, classes: int, size: int) -> Sample:
     """Draw one image of class ``label`` (see the module docstring); uses ``rng`` and nothing else."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
@@ -176,13 +193,13 @@ def render_sample(rng: np.random.Generator, label: int, classes: int, size: int)
     image[body] = (body_colour * stripes[body][:, None] +
                    rng.normal(0, 0.03, (int(body.sum()), 3)).astype(np.float32))
 
-    # The part's centre lies in the body scaled by s = 1 - R / b (R: the part's circumradius), so the part
-    # lies inside the body: the ellipse's support function is at least b, hence s E + disc(R) is in E.
+    # The part sits off the body's centre, towards its rim: 70-100% of the farthest offset in a random
+    # direction at which the part's circumscribed disc still fits inside the body.
     fraction = rng.uniform(*PART_FRACTION)
     inside, radius = _part_shape(PART_SHAPES[label % len(PART_SHAPES)], fraction * np.pi * a * b)
-    scale = (1 - radius / b) * rng.uniform(0.45, 0.95)
     phi = rng.uniform(0, 2 * np.pi)
-    pu, pv = scale * a * np.cos(phi), scale * b * np.sin(phi)
+    offset = _farthest_fit(a, b, radius, phi) * rng.uniform(0.7, 1.0)
+    pu, pv = offset * np.cos(phi), offset * np.sin(phi)
     px = cx + pu * np.cos(angle) - pv * np.sin(angle)
     py = cy + pu * np.sin(angle) + pv * np.cos(angle)
     part = inside(xx - px, yy - py)
