@@ -69,7 +69,8 @@ def test_eval_batches_are_resized_normalized_images_with_targets(tiny_boxes_root
     dataset = open_dataset("synthetic", tiny_boxes_root, "test", image_size=32)
     loader = CachedLoader(dataset, batch_size=3)
     batches = list(loader)
-    assert len(loader) == 2 and [b["image_id"] for b in batches] == [list(dataset.image_ids[:3]), [dataset.image_ids[3]]]
+    assert len(loader) == 2
+    assert [b["image_id"] for b in batches] == [list(dataset.image_ids[:3]), [dataset.image_ids[3]]]
     for batch in batches:
         for image, image_id, boxes in zip(batch["image"], batch["image_id"], batch["boxes"]):
             index = dataset.image_ids.index(image_id)

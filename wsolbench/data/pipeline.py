@@ -3,9 +3,10 @@
 :class:`CachedLoader` decodes a split once into a uint8 ``(N, 3, S, S)`` ``.npy`` array, resized as the
 protocol does (``S = round(C * 256 / 224)`` for training, ``S = C`` for evaluation), kept under the cache
 folder (``decoded/<key>.npy``, memory-mapped; the key hashes the image folder, the ids, each file's size
-and mtime, and ``S``). Per batch it copies the rows to the device and there applies ``RandomCrop(C)``,
-``RandomHorizontalFlip`` and ``Normalize`` as batched tensor ops, the crop offsets and flips drawn from
-a seeded CPU ``torch.Generator`` (the same draws on CPU and CUDA). Mask targets are cached the same way.
+and mtime, ``S`` and the Pillow and OpenCV versions). Per batch it copies the rows to the device and
+there applies ``RandomCrop(C)``, ``RandomHorizontalFlip`` and ``Normalize`` as batched tensor ops, the
+crop offsets and flips drawn from a seeded CPU ``torch.Generator`` (the same draws on CPU and CUDA).
+Mask targets are cached the same way.
 
 :class:`DeviceLoader` is a ``torch.utils.data.DataLoader`` (PIL decoding and transforms in worker
 processes) for data too large to cache or datasets with a custom transform. :func:`make_loader` picks.
@@ -24,7 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
+import PIL
 import torch
 from torch.utils.data import DataLoader
 
@@ -48,8 +51,8 @@ def _file_stamp(path: Path, image_id: str) -> str:
 
 
 def _cache_key(what: str, size: int, dataset: WsolDataset, files: Callable[[int], list[Path]]) -> str:
-    digest = hashlib.sha256(json.dumps({"format": CACHE_FORMAT, "what": what, "size": size,
-                                        "folder": str(dataset.data_dir.resolve())}).encode())
+    digest = hashlib.sha256(json.dumps({"format": CACHE_FORMAT, "what": what, "size": size, "pillow": PIL.__version__,
+                                        "opencv": cv2.__version__, "folder": str(dataset.data_dir.resolve())}).encode())
     for index, image_id in enumerate(dataset.image_ids):
         stamps = ",".join(_file_stamp(path, image_id) for path in files(index))
         digest.update(f"{image_id}\0{stamps}\n".encode())

@@ -157,8 +157,8 @@ def _part_shape(shape: str, area: float):
 
 def _farthest_fit(a: float, b: float, radius: float, phi: float) -> float:
     """Largest ``d`` such that the disc of ``radius`` centred at ``d (cos phi, sin phi)`` lies inside the
-    ellipse with semi-axes ``a``, ``b`` (bisection; needs ``radius < b``). The disc is tested through a
-    64-gon around a 1% larger circle, which encloses the disc."""
+    ellipse with semi-axes ``a``, ``b`` (bisection; needs ``radius < b``). The disc is tested through the
+    vertices of a 64-gon inscribed in a 1% larger circle: the 64-gon encloses the disc, the ellipse is convex."""
     theta = np.linspace(0, 2 * np.pi, 64, endpoint=False)
     ring_x, ring_y = 1.01 * radius * np.cos(theta), 1.01 * radius * np.sin(theta)
 
