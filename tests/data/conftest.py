@@ -1,4 +1,5 @@
-"""Fixtures for the data tests: a loopback HTTP server with Range support, and small image/archive makers."""
+"""Fixtures for the data tests: a loopback HTTP server with Range support, small image/archive makers, and
+tiny generated datasets (2 classes, 32 px)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from PIL import Image
+
+from wsolbench.data.synthetic import SynthParams, generate
 
 MAX_REQUESTS = 200
 MAX_SECONDS = 30
@@ -139,3 +142,28 @@ def fakes():
     """The fixture makers above, for tests: ``fakes.jpeg(w, h)``, ``fakes.tar({...})``, ..."""
     return SimpleNamespace(jpeg=jpeg_bytes, png_mask=png_mask_bytes, tar=tar_bytes, zip=zip_bytes,
                            write_split=write_split)
+
+
+TINY = dict(classes=2, train_per_class=2, val_per_class=1, test_per_class=2, image_size=32, seed=7)
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own empty wsolbench cache folder."""
+    monkeypatch.setenv("WSOLBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture
+def tiny_params():
+    """The parameters of the tiny datasets (a fresh dict)."""
+    return dict(TINY)
+
+
+@pytest.fixture(scope="session")
+def tiny_boxes_root(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("synth") / "boxes", SynthParams(variant="boxes", **TINY))
+
+
+@pytest.fixture(scope="session")
+def tiny_masks_root(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("synth") / "masks", SynthParams(variant="masks", **TINY))

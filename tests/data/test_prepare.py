@@ -6,8 +6,8 @@ import pytest
 from click.testing import CliRunner
 
 from wsolbench.cli import cli
-from wsolbench.data.prepare import KNOWN_DATASETS
 from wsolbench.data.spec import DatasetSpec
+from wsolbench.plugins import registry
 
 # Where the real files live (the loopback server stands in for each host through --base-url).
 METADATA = "/clovaai/wsolevaluation/96f4b88679af41f005824661f47e6fe3628af2aa/metadata"
@@ -116,7 +116,7 @@ def test_imagenet_dir_does_not_apply_to_cub(tmp_path):
 def test_a_dataset_prepare_gets_only_the_options_given(tmp_path, monkeypatch):
     calls = []
     toy = DatasetSpec("toy", "Toy", 2, "boxes", prepare=lambda root: calls.append(root))
-    monkeypatch.setitem(KNOWN_DATASETS, "toy", toy)
+    monkeypatch.setitem(registry("dataset")._entries, "toy", (toy, "the test"))
     assert run("toy", "--root", tmp_path).exit_code == 0
     assert calls == [tmp_path]
     result = run("toy", "--root", tmp_path, "--from", tmp_path)

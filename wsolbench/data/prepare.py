@@ -46,7 +46,7 @@ from PIL import Image, UnidentifiedImageError
 
 from wsolbench.data.download import ARCHIVE_SUFFIXES, download, extract, sha256_of
 from wsolbench.data.metadata import IMAGE_SIZES, METADATA_FILES, SplitMetadata, parse_split
-from wsolbench.data.spec import SPLITS, DatasetSpec
+from wsolbench.data.spec import SPLITS
 from wsolbench.errors import WsolbenchError
 
 #: wsolevaluation commit the metadata comes from (master, 2022-09-20; the metadata last changed 2020-01).
@@ -544,17 +544,3 @@ def _size_mapping(session: _Session, base: Path, metadata: SplitMetadata,
     if unmatched:
         session.say(f"warning: {unmatched} ImageNetV2 ids have no file of their size in their class folder")
     return mapping
-
-
-#: dataset name -> its prepare function (``prepare(root, **options)``).
-PREPARERS = {"cub": prepare_cub, "imagenet": prepare_imagenet, "openimages": prepare_openimages}
-
-#: Specs of the wsolevaluation datasets, used only while the dataset registry has no such name.
-KNOWN_DATASETS: dict[str, DatasetSpec] = {
-    "cub": DatasetSpec("cub", CUB, 200, "boxes", "CUB-200-2011 + CUBV2 (wsolevaluation)",
-                       {"train": 5994, "val": 1000, "test": 5794}, prepare_cub),
-    "imagenet": DatasetSpec("imagenet", ILSVRC, 1000, "boxes", "ILSVRC2012 + ImageNetV2 (wsolevaluation)",
-                            {"val": 10000, "test": 50000}, prepare_imagenet),
-    "openimages": DatasetSpec("openimages", OPENIMAGES, 100, "masks", "OpenImages30k (wsolevaluation)",
-                              {"train": 29819, "val": 2500, "test": 5000}, prepare_openimages),
-}
