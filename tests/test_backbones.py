@@ -24,8 +24,9 @@ from torchvision import models
 
 from wsolbench import backbones
 from wsolbench._torchvision import torchvision_models
-from wsolbench.backbones import ParamSplit, create_backbone, param_groups, register_builtin_backbones
+from wsolbench.backbones import ParamSplit, create_backbone, param_groups, wsolbench_register_backbones
 from wsolbench.errors import WsolbenchError
+from wsolbench.plugins import registry
 
 NAMES = ["vgg16", "resnet50", "resnet18", "inception_v3", "mobilenet_v2"]
 CHANNELS = {"vgg16": 1024, "resnet50": 2048, "resnet18": 512, "inception_v3": 1024, "mobilenet_v2": 1280}
@@ -59,8 +60,9 @@ class Zero(nn.Module):
 
 
 def test_registers_the_five_builtin_backbones():
+    assert sorted(registry("backbone").names()) == sorted(NAMES)  # through the entry point
     registered = {}
-    register_builtin_backbones(lambda name, factory: registered.setdefault(name, factory))
+    wsolbench_register_backbones(lambda name, factory: registered.setdefault(name, factory))
     assert sorted(registered) == sorted(NAMES)
     model = registered["resnet18"](5, pretrained=False, weights_path=None, large_feature_map=True)
     assert model.fc.out_features == 5

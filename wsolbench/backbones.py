@@ -62,7 +62,7 @@ from torch import Tensor, nn
 
 from wsolbench._torchvision import torchvision_models
 from wsolbench.errors import WsolbenchError
-from wsolbench.registry import Registry
+from wsolbench.plugins import hookimpl
 
 #: per-socket-operation timeout while fetching ImageNet weights, so a dead network fails instead of hanging
 DOWNLOAD_TIMEOUT_S = 30.0
@@ -551,19 +551,20 @@ def mobilenet_v2(num_classes: int, *, pretrained: bool = True, weights_path: str
     return _build(MobileNetV2Cam(num_classes, large_feature_map), pretrained, weights_path)
 
 
-def register_builtin_backbones(register: Callable[[str, Callable[..., CamBackbone]], None]) -> None:
-    """Call ``register(name, factory)`` for each built-in backbone; ``factory(num_classes, pretrained=True,
-    weights_path=None, large_feature_map=False)`` returns a :class:`CamBackbone`."""
+@hookimpl
+def wsolbench_register_backbones(register: Callable[[str, Callable[..., CamBackbone]], None]) -> None:
+    """Register the built-in backbones; ``factory(num_classes, pretrained=True, weights_path=None,
+    large_feature_map=False)`` returns a :class:`CamBackbone`."""
     for name, factory in (("vgg16", vgg16), ("resnet50", resnet50), ("resnet18", resnet18),
                           ("inception_v3", inception_v3), ("mobilenet_v2", mobilenet_v2)):
         register(name, factory)
 
 
 def create_backbone(name: str, num_classes: int, **kwargs) -> CamBackbone:
-    """Build the built-in backbone ``name`` (an unknown name is a WsolbenchError suggesting close ones)."""
-    builtins: Registry[Callable[..., CamBackbone]] = Registry("backbone")
-    register_builtin_backbones(lambda backbone, factory: builtins.register(backbone, factory, "wsolbench"))
-    return builtins.get(name)(num_classes, **kwargs)
+    """Build the backbone registered as ``name`` by any loaded plugin (unknown: an error naming close ones)."""
+    from wsolbench.plugins import registry
+
+    return registry("backbone").get(name)(num_classes, **kwargs)
 
 
 def _split_named(backbone: CamBackbone, split: ParamSplit) -> tuple[list[nn.Parameter], list[nn.Parameter]]:

@@ -20,3 +20,12 @@ def wsolbench_register_datasets(register):
     :param register: ``register(name: str, dataset: wsolbench.data.DatasetSpec)``; a name registered
         twice (by any two plugins) is an error naming both distributions.
     """
+
+
+@hookspec
+def wsolbench_register_backbones(register):
+    """Register CAM-ready backbones: call ``register(name, factory)`` for each.
+
+    :param register: ``register(name: str, factory)`` where ``factory(num_classes, pretrained=True,
+        weights_path=None, large_feature_map=False)`` returns a :class:`wsolbench.backbones.CamBackbone`.
+    """

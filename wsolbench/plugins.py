@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pluggy
 
 from wsolbench import hookspecs
+from wsolbench.errors import WsolbenchError
 from wsolbench.registry import Registry
 
 ENTRY_POINT_GROUP = "wsolbench"
@@ -25,6 +26,7 @@ hookimpl = pluggy.HookimplMarker("wsolbench")
 #: registry kind -> the registration hook that fills it
 REGISTRATION_HOOKS = {
     "dataset": "wsolbench_register_datasets",
+    "backbone": "wsolbench_register_backbones",
 }
 
 
@@ -72,7 +74,10 @@ def load_plugins() -> LoadedPlugins:
             failures.append(f"plugin {entry_point.name!r} ({dist_name}) failed to load: {type(error).__name__}: {error}")
             continue
         infos[id(module)] = PluginInfo(entry_point.name, dist_name, version)
-    manager.check_pending()
+    try:
+        manager.check_pending()
+    except pluggy.PluginValidationError as error:
+        raise WsolbenchError(f"plugin {error.plugin_name!r} implements an unknown hook: {error}") from None
 
     registries = {kind: Registry(kind) for kind in REGISTRATION_HOOKS}
     for kind, hook_name in REGISTRATION_HOOKS.items():
