@@ -77,7 +77,8 @@ def load_plugins() -> LoadedPlugins:
     try:
         manager.check_pending()
     except pluggy.PluginValidationError as error:
-        raise WsolbenchError(f"plugin {error.plugin_name!r} implements an unknown hook: {error}") from None
+        name = infos[id(error.plugin)].name if id(error.plugin) in infos else error.plugin
+        raise WsolbenchError(f"plugin {name!r} implements an unknown hook: {error}") from None
 
     registries = {kind: Registry(kind) for kind in REGISTRATION_HOOKS}
     for kind, hook_name in REGISTRATION_HOOKS.items():
