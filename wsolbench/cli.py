@@ -36,6 +36,8 @@ cli.add_command(data)
 
 
 def _iou_list(ctx, param, value):
+    if value is None:
+        return (30, 50, 70)
     try:
         values = tuple(int(v) for v in value)
     except ValueError:
@@ -54,8 +56,8 @@ def _iou_list(ctx, param, value):
               help="Folder that the mask paths of localization.txt are relative to (mask splits).")
 @click.option("--cam-curve-interval", default=0.001, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Score-map threshold step: thresholds np.arange(0, 1, step).")
-@click.option("--iou-thresholds", cls=ManyValuesOption, default=("30", "50", "70"), show_default=True,
-              callback=_iou_list, help="IoU thresholds in percent for MaxBoxAccV2, e.g. --iou-thresholds 30 50 70.")
+@click.option("--iou-thresholds", cls=ManyValuesOption, type=click.UNPROCESSED, callback=_iou_list,
+              help="IoU thresholds in percent for MaxBoxAccV2  [default: 30 50 70].")
 @click.option("--logits", "logits_file", type=click.Path(dir_okay=False, path_type=str),
               help="Per-image class scores (.npz with image_ids and scores, or CSV image_id,s0,s1,...): "
                    "enables Top-1/Top-5 Loc and classification accuracy.")

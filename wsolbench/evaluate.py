@@ -160,8 +160,8 @@ def evaluate_split(metadata_dir: str | Path, scoremap_dir: str | Path, *, mask_r
         raise WsolbenchError(f"{metadata.folder}: {error}") from None
     evaluation = Evaluation(Path(metadata_dir), cam_curve_interval, result, resized=resized)
     if scores is not None:
-        evaluation.top1_cls = float(np.mean([F.topk_correct(s, y, 1) for s, y in zip(scores, labels)]) * 100)
-        evaluation.top5_cls = float(np.mean([F.topk_correct(s, y, 5) for s, y in zip(scores, labels)]) * 100)
+        evaluation.top1_cls, evaluation.top5_cls = (
+            sum(F.topk_correct(s, y, k) for s, y in zip(scores, labels)) * 100.0 / len(ids) for k in (1, 5))
     return evaluation
 
 

@@ -112,6 +112,7 @@ class BoxAccuracy(Metric):
 
     def add_statistics(self, statistics: dict) -> None:
         """Add sufficient statistics from :func:`wsolbench.metrics.functional.box_statistics`."""
+        self._update_count += 1  # counts as an update for torchmetrics (statistics may come from workers)
         for name in ("num_images", "hits", "num_classified"):
             state = getattr(self, name)
             state += torch.as_tensor(statistics[name], dtype=torch.long, device=state.device)

@@ -50,6 +50,7 @@ class PxAP(Metric):
 
     def add_statistics(self, statistics: dict) -> None:
         """Add sufficient statistics from :func:`wsolbench.metrics.functional.mask_statistics`."""
+        self._update_count += 1  # counts as an update for torchmetrics (statistics may come from workers)
         for name in ("num_images", "foreground_hist", "background_hist"):
             state = getattr(self, name)
             state += torch.as_tensor(statistics[name], dtype=torch.long, device=state.device)
