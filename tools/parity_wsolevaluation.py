@@ -32,6 +32,7 @@ import contextlib
 import io
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -469,14 +470,20 @@ def reference_values(ref, split: Split, interval: float, maps: dict[str, np.ndar
 
 
 def time_reference(ref, split: Split, maps: dict[str, np.ndarray]):
-    """Maps per second of the reference's ``accumulate()`` at interval 0.001 (V1, V2), and its values."""
+    """Speed of the reference's ``accumulate()`` at interval 0.001 (V1, V2), and its values.
+
+    Speed is ``(maps/s over the whole loop, maps/s from the median time per map)``; the median is less
+    sensitive to other processes competing for the CPU.
+    """
     speed, evaluators = {}, []
     for label, multi_contour in (("V1 (largest contour)", False), ("V2 (all contours)", True)):
         evaluator = _box_evaluator(ref, split, SPEED_INTERVAL, multi_contour)
-        start = time.perf_counter()
+        seconds = []
         for image_id in split.image_ids:
+            start = time.perf_counter()
             evaluator.accumulate(maps[image_id], image_id)
-        speed[label] = len(split.image_ids) / (time.perf_counter() - start)
+            seconds.append(time.perf_counter() - start)
+        speed[label] = (len(seconds) / sum(seconds), 1 / float(np.median(seconds)))
         evaluators.append(evaluator)
     return speed, _box_expectations(*evaluators)
 
@@ -635,6 +642,7 @@ def run(args) -> int:
         print(tabulate([(s.name, s.annotation, s.notes) for s in splits], headers=["split", "kind", "contents"]))
 
         speed_split = splits[-1]
+        load = os.getloadavg()[0]
         speed, speed_expected = time_reference(ref, speed_split, load_maps(speed_split))
 
         rows, mismatches, failures, culprits, compared = [], [], [], [], 0
@@ -668,9 +676,9 @@ def run(args) -> int:
         for name, interval, problem, command in failures:
             print(f"\nwsolbench failed on {name} at interval {interval}:\n  $ {command}\n  {problem}")
         print(f"\nreference accumulate() speed at interval {SPEED_INTERVAL}, {len(speed_split.image_ids)} CAM-like "
-              f"224x224 maps, one process:")
-        for label, rate in speed.items():
-            print(f"  {label}: {rate:.1f} maps/s")
+              f"224x224 maps, one process ({os.cpu_count()} CPUs, load average {load:.2f} when timing began):")
+        for label, (overall, median) in speed.items():
+            print(f"  {label}: {overall:.1f} maps/s overall, {median:.1f} maps/s from the median time per map")
         how = "wsolbench's evaluate functions (in process)" if args.in_process else "`wsolbench evaluate --json`"
         print(f"\ncompared {compared} values ({how}) over {len(splits)} splits x {len(INTERVALS)} intervals: "
               f"{len(mismatches)} mismatches, {len(failures)} failures")
