@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import cam_like
+from scoremap_factory import cam_like
 from naive_reference import hit_counts, max_box_acc, pxap
 
 from wsolbench.cli import cli

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import cam_like
+from scoremap_factory import cam_like
 from naive_reference import best_iou
 
 from wsolbench.metrics import functional as F

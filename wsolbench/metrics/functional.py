@@ -159,8 +159,8 @@ def best_ious_per_threshold(scoremap: np.ndarray, gt_boxes: np.ndarray, threshol
 
     contours, counts = [], []
     for level, (r0, r1, c0, c1) in zip(levels.tolist(), _foreground_crops(q, levels).tolist()):
-        found = cv2.findContours((q[r0:r1, c0:c1] >= level).view(np.uint8), cv2.RETR_TREE,
-                                 cv2.CHAIN_APPROX_SIMPLE, offset=(c0, r0))[-2]
+        foreground = cv2.threshold(q[r0:r1, c0:c1], level - 1, 1, cv2.THRESH_BINARY)[1]  # q >= level
+        found = cv2.findContours(foreground, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE, offset=(c0, r0))[-2]
         contours.extend(found)
         counts.append(len(found))
     best = np.zeros((2, len(distinct)))
