@@ -485,6 +485,15 @@ def time_reference(ref, split: Split, maps: dict[str, np.ndarray]):
             seconds.append(time.perf_counter() - start)
         speed[label] = (len(seconds) / sum(seconds), 1 / float(np.median(seconds)))
         evaluators.append(evaluator)
+    from wsolbench.metrics.functional import best_ious_per_threshold, threshold_grid  # noqa: PLC0415
+
+    thresholds, seconds = threshold_grid(SPEED_INTERVAL), []
+    for image_id in split.image_ids:
+        gt_boxes = np.array(evaluators[0].gt_bboxes[image_id])
+        start = time.perf_counter()
+        best_ious_per_threshold(maps[image_id], gt_boxes, thresholds)
+        seconds.append(time.perf_counter() - start)
+    speed["wsolbench (V1 and V2 together)"] = (len(seconds) / sum(seconds), 1 / float(np.median(seconds)))
     return speed, _box_expectations(*evaluators)
 
 
@@ -675,10 +684,14 @@ def run(args) -> int:
             print(tabulate(culprits, headers=["split", "interval", "image", "value", "detail", "one-image split"]))
         for name, interval, problem, command in failures:
             print(f"\nwsolbench failed on {name} at interval {interval}:\n  $ {command}\n  {problem}")
-        print(f"\nreference accumulate() speed at interval {SPEED_INTERVAL}, {len(speed_split.image_ids)} CAM-like "
+        print(f"\nreference accumulate() and wsolbench speed at interval {SPEED_INTERVAL}, {len(speed_split.image_ids)} CAM-like "
               f"224x224 maps, one process ({os.cpu_count()} CPUs, load average {load:.2f} when timing began):")
         for label, (overall, median) in speed.items():
             print(f"  {label}: {overall:.1f} maps/s overall, {median:.1f} maps/s from the median time per map")
+        ours = speed["wsolbench (V1 and V2 together)"][0]
+        v1, v2 = speed["V1 (largest contour)"][0], speed["V2 (all contours)"][0]
+        print(f"  wsolbench / reference: {ours / v2:.1f}x its V2 pass, {ours / v1:.1f}x its V1 pass, "
+              f"{ours * (1 / v1 + 1 / v2):.1f}x the two passes that give both")
         how = "wsolbench's evaluate functions (in process)" if args.in_process else "`wsolbench evaluate --json`"
         print(f"\ncompared {compared} values ({how}) over {len(splits)} splits x {len(INTERVALS)} intervals: "
               f"{len(mismatches)} mismatches, {len(failures)} failures")

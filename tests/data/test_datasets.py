@@ -114,6 +114,30 @@ def test_a_never_seen_layout_folder_opens_by_name(tmp_path):
     assert dataset.num_classes == 5 and dataset[0]["boxes"].tolist() == [[28, 28, 210, 196]]
 
 
+def test_a_never_seen_layout_folder_can_be_trained_on(tmp_path):
+    records = [(f"c{k % 2}/t{k}.png", k % 2, (24, 20)) for k in range(6)]
+    write_layout(tmp_path, "MINE", "train", records, [f"{i},1,1,20,15" for i, _, _ in records])
+    for image_id, _, _ in records:
+        (tmp_path / "dataset" / "MINE" / image_id).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(
+            tmp_path / "dataset" / "MINE" / image_id)
+    dataset = open_dataset("MINE", tmp_path, "train", image_size=32)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(4, dataset.num_classes))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    from wsolbench.data.pipeline import make_loader
+
+    steps = 0
+    for batch in make_loader(dataset, batch_size=3, cache_dir=tmp_path / "cache", num_workers=0):
+        loss = torch.nn.functional.cross_entropy(model(batch["image"]), batch["label"])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        assert torch.isfinite(loss) and batch["image"].shape == (3, 3, 32, 32)
+        steps += 1
+    assert steps == 2
+
+
 def test_unknown_name_suggests_and_mentions_the_layout(tmp_path):
     with pytest.raises(UnknownNameError, match=r"unknown dataset 'cubb'; did you mean cub.*metadata"):
         open_dataset("cubb", tmp_path, "test")
