@@ -41,8 +41,8 @@ def straightforward_best_ious(scoremap, gt_boxes, thresholds, multi_contour):
     """Per-threshold reference algorithm for one contour mode: best IoU at each threshold."""
     q = (scoremap * 255).astype(np.uint8)
     height, width = q.shape
-    all_boxes, counts = [], []
-    for tau in thresholds:
+    best = np.empty(len(thresholds))
+    for index, tau in enumerate(thresholds):
         _, binary = cv2.threshold(q, int(tau * np.max(q)), 255, cv2.THRESH_BINARY)
         contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
         if len(contours) == 0:
@@ -54,10 +54,8 @@ def straightforward_best_ious(scoremap, gt_boxes, thresholds, multi_contour):
             for contour in contours:
                 x, y, w, h = cv2.boundingRect(contour)
                 boxes.append([x, y, min(x + w, width - 1), min(y + h, height - 1)])
-        all_boxes.extend(boxes)
-        counts.append(len(boxes))
-    ious = F.box_iou(np.array(all_boxes), gt_boxes).max(axis=1)
-    return np.maximum.reduceat(ious, np.concatenate([[0], np.cumsum(counts)[:-1]]))
+        best[index] = F.box_iou(np.array(boxes), gt_boxes).max()
+    return best
 
 
 def _rate(function, items) -> float:

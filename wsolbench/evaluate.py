@@ -24,7 +24,7 @@ from wsolbench.errors import WsolbenchError
 from wsolbench.metrics import functional as F
 from wsolbench.metrics.boxacc import BoxAccuracy, BoxAccuracyResult
 from wsolbench.metrics.pxap import PxAP, PxAPResult
-from wsolbench.scoremaps import ScoringJob, score_job
+from wsolbench.scoremaps import ScoringJob, score_job, single_threaded_worker
 
 
 @dataclass
@@ -102,13 +102,6 @@ def _chunks(count: int, workers: int) -> list[range]:
     return [range(start, min(start + size, count)) for start in range(0, count, size)]
 
 
-def _single_threaded():
-    """Worker initializer: one OpenCV thread per worker process, so N workers use N cores."""
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
 def _run_jobs(jobs: list[ScoringJob], workers: int, progress: bool):
     """Yield ``(job, outcome)`` as jobs finish, in this process or in ``workers`` spawned processes."""
     bar = tqdm(total=sum(len(j.image_ids) for j in jobs), unit="map", disable=None if progress else True,
@@ -120,7 +113,7 @@ def _run_jobs(jobs: list[ScoringJob], workers: int, progress: bool):
                 bar.update(len(job.image_ids))
             return
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_single_threaded) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=single_threaded_worker) as pool:
             for job, outcome in zip(jobs, pool.map(score_job, jobs)):
                 yield job, outcome
                 bar.update(len(job.image_ids))

@@ -78,6 +78,14 @@ class ScoringJob:
     class_scores: np.ndarray | None = None
 
 
+def single_threaded_worker() -> None:
+    """Worker-process initializer: one OpenCV thread per worker, so N workers use N cores.
+
+    It lives here, not in :mod:`wsolbench.evaluate`, so that spawned workers never import torch.
+    """
+    cv2.setNumThreads(1)
+
+
 def score_job(job: ScoringJob) -> tuple[dict, list[tuple[str, tuple[int, ...]]]]:
     """Statistics of one chunk, and the ``(image_id, original shape)`` of every map that was resized."""
     scoremaps, resized = [], []
