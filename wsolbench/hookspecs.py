@@ -29,3 +29,12 @@ def wsolbench_register_backbones(register):
     :param register: ``register(name: str, factory)`` where ``factory(num_classes, pretrained=True,
         weights_path=None, large_feature_map=False)`` returns a :class:`wsolbench.backbones.CamBackbone`.
     """
+
+
+@hookspec
+def wsolbench_register_methods(register):
+    """Register WSOL methods: call ``register(MethodClass)`` for each.
+
+    :param register: ``register(method: type[wsolbench.method.Method])``; the registry name is
+        ``method.name``. A name registered twice is an error naming both distributions.
+    """

@@ -27,6 +27,7 @@ hookimpl = pluggy.HookimplMarker("wsolbench")
 REGISTRATION_HOOKS = {
     "dataset": "wsolbench_register_datasets",
     "backbone": "wsolbench_register_backbones",
+    "method": "wsolbench_register_methods",
 }
 
 
@@ -86,7 +87,9 @@ def load_plugins() -> LoadedPlugins:
             info = infos[id(impl.plugin)]
             source = f"{info.distribution} (plugin {info.name!r})"
 
-            def register(name, obj, _kind=kind, _info=info, _source=source):
+            def register(*args, _kind=kind, _info=info, _source=source):
+                """``register(name, obj)``, or ``register(obj)`` for an object with a ``name``."""
+                name, obj = args if len(args) == 2 else (getattr(args[0], "name", None), args[0])
                 registries[_kind].register(name, obj, _source)
                 _info.registered.setdefault(_kind, []).append(name)
 
