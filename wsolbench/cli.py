@@ -15,6 +15,7 @@ from wsolbench import __version__
 from wsolbench.cli_options import ManyValuesOption
 from wsolbench.data.commands import data
 from wsolbench.errors import WsolbenchError
+from wsolbench.run_command import run
 
 
 class _Group(click.Group):
@@ -33,6 +34,7 @@ def cli():
 
 
 cli.add_command(data)
+cli.add_command(run)
 
 
 def _iou_list(ctx, param, value):

@@ -38,3 +38,32 @@ def wsolbench_register_methods(register):
     :param register: ``register(method: type[wsolbench.method.Method])``; the registry name is
         ``method.name``. A name registered twice is an error naming both distributions.
     """
+
+
+# --- observer hooks: called on the main process (rank 0) during ``wsolbench run`` ----------------------
+
+
+@hookspec
+def wsolbench_run_start(run):
+    """A run starts, after its datasets and model are built and before the epoch-0 evaluation.
+
+    :param run: :class:`wsolbench.engine.fit.RunInfo` (config, output folder, device, world size).
+    """
+
+
+@hookspec
+def wsolbench_epoch_end(run, epoch, scores):
+    """An epoch ended and train-fullsup was evaluated (``epoch`` 0 is the evaluation before training).
+
+    :param scores: the train-fullsup scores (as ``wsolbench evaluate --json`` prints) plus ``loss``.
+    """
+
+
+@hookspec
+def wsolbench_checkpoint_selected(run, epoch, scores):
+    """The checkpoint to test was chosen (``epoch`` by the protocol's criterion on train-fullsup)."""
+
+
+@hookspec
+def wsolbench_run_finish(run, record):
+    """The run finished: the test split was evaluated once and ``record`` (the run record) was written."""

@@ -22,6 +22,7 @@ import json
 import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -171,7 +172,7 @@ class CachedLoader:
 
     def __init__(self, dataset: WsolDataset, batch_size: int, *, device: str | torch.device = "cpu",
                  seed: int = 0, shuffle: bool | None = None, drop_last: bool = False,
-                 cache_dir: Path | None = None, workers: int | None = None):
+                 cache_dir: Path | None = None, workers: int | None = None, rank: int = 0, world_size: int = 1):
         if not dataset.protocol_transform:
             raise WsolbenchError("the cached pipeline applies the protocol transform; "
                                  "this dataset has a custom one (use the plain DataLoader pipeline)")
@@ -179,6 +180,7 @@ class CachedLoader:
         self.device = torch.device(device)
         self.shuffle = dataset.train if shuffle is None else shuffle
         self.generator = torch.Generator().manual_seed(seed)
+        self.shard = Shard(rank, world_size)
         size = train_resize_size(dataset.image_size) if dataset.train else dataset.image_size
         self.images = decoded_images(dataset, size, cache_dir, workers)
         self.labels = torch.tensor([dataset.label(i) for i in range(len(dataset))], dtype=torch.int64)
@@ -188,7 +190,7 @@ class CachedLoader:
         self.augment = RandomCropFlip(dataset.image_size, self.generator) if dataset.train else None
 
     def __len__(self) -> int:
-        n, b = len(self.dataset), self.batch_size
+        n, b = self.shard.size(len(self.dataset)), self.batch_size
         return n // b if self.drop_last else -(-n // b)
 
     def _host_batch(self, index: np.ndarray) -> dict:
@@ -209,8 +211,8 @@ class CachedLoader:
 
     def __iter__(self):
         n = len(self.dataset)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        indices = [order[i:i + self.batch_size].numpy() for i in range(0, n, self.batch_size)]
+        order = self.shard.take(torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n))
+        indices = [order[i:i + self.batch_size].numpy() for i in range(0, len(order), self.batch_size)]
         if self.drop_last and indices and len(indices[-1]) < self.batch_size:
             indices.pop()
         with ThreadPoolExecutor(1) as reader:  # reads batch k + 1 while batch k is used
@@ -220,6 +222,35 @@ class CachedLoader:
                 if k + 1 < len(indices):
                     pending = reader.submit(self._host_batch, indices[k + 1])
                 yield self._on_device(batch)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The part of an index order that process ``rank`` of ``world_size`` handles: every world_size-th index
+    from ``rank``. Shards never overlap and nothing is padded, so an evaluation counts each image once."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    def take(self, order: torch.Tensor) -> torch.Tensor:
+        return order[self.rank::self.world_size]
+
+    def size(self, n: int) -> int:
+        return len(range(self.rank, n, self.world_size))
+
+
+class _ShardSampler(torch.utils.data.Sampler):
+    """Indices of one :class:`Shard`, reshuffled each epoch from ``generator`` when ``shuffle``."""
+
+    def __init__(self, n: int, shard: Shard, shuffle: bool, generator: torch.Generator):
+        self.n, self.shard, self.shuffle, self.generator = n, shard, shuffle, generator
+
+    def __len__(self) -> int:
+        return self.shard.size(self.n)
+
+    def __iter__(self):
+        order = torch.randperm(self.n, generator=self.generator) if self.shuffle else torch.arange(self.n)
+        return iter(self.shard.take(order).tolist())
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:
@@ -234,12 +265,15 @@ class DeviceLoader:
     """
 
     def __init__(self, dataset: WsolDataset, batch_size: int, *, device: str | torch.device = "cpu",
-                 seed: int = 0, shuffle: bool | None = None, drop_last: bool = False, num_workers: int = 0):
+                 seed: int = 0, shuffle: bool | None = None, drop_last: bool = False, num_workers: int = 0,
+                 rank: int = 0, world_size: int = 1):
         self.device = torch.device(device)
-        self.loader = DataLoader(dataset, batch_size, shuffle=dataset.train if shuffle is None else shuffle,
-                                 drop_last=drop_last, num_workers=num_workers, collate_fn=collate,
-                                 pin_memory=self.device.type == "cuda",
-                                 generator=torch.Generator().manual_seed(seed),
+        self.generator = generator = torch.Generator().manual_seed(seed)  # shuffling (and worker seeds)
+        sampler = _ShardSampler(len(dataset), Shard(rank, world_size),
+                                dataset.train if shuffle is None else shuffle, generator)
+        self.loader = DataLoader(dataset, batch_size, sampler=sampler, drop_last=drop_last,
+                                 num_workers=num_workers, collate_fn=collate,
+                                 pin_memory=self.device.type == "cuda", generator=generator,
                                  persistent_workers=num_workers > 0)
 
     def __len__(self) -> int:
@@ -259,7 +293,7 @@ def decoded_bytes(dataset: WsolDataset) -> int:
 def make_loader(dataset: WsolDataset, batch_size: int, *, device: str | torch.device = "cpu", seed: int = 0,
                 shuffle: bool | None = None, drop_last: bool = False, cache: str = "auto",
                 num_workers: int | None = None, cache_dir: Path | None = None,
-                max_cache_bytes: int = DEFAULT_MAX_CACHE_BYTES):
+                max_cache_bytes: int = DEFAULT_MAX_CACHE_BYTES, rank: int = 0, world_size: int = 1):
     """A :class:`CachedLoader` (``cache="on"``, or ``"auto"`` for a protocol-transform split whose decoded
     images fit in ``max_cache_bytes``) or a :class:`DeviceLoader` (``"off"``, or ``"auto"`` otherwise)."""
     if cache not in ("auto", "on", "off"):
@@ -269,6 +303,6 @@ def make_loader(dataset: WsolDataset, batch_size: int, *, device: str | torch.de
                                   and decoded_bytes(dataset) <= max_cache_bytes)
     if use_cache:
         return CachedLoader(dataset, batch_size, device=device, seed=seed, shuffle=shuffle, drop_last=drop_last,
-                            cache_dir=cache_dir, workers=max(workers, 1))
+                            cache_dir=cache_dir, workers=max(workers, 1), rank=rank, world_size=world_size)
     return DeviceLoader(dataset, batch_size, device=device, seed=seed, shuffle=shuffle, drop_last=drop_last,
-                        num_workers=workers)
+                        num_workers=workers, rank=rank, world_size=world_size)

@@ -1,0 +1,1 @@
+"""The training engine: fit loop, evaluation, checkpoints, distributed helpers."""

@@ -1,0 +1,89 @@
+"""``wsolbench run``: train a method on a dataset under the protocol and write its run record."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from tabulate import tabulate
+
+from wsolbench.cli_options import ManyValuesOption
+
+DEFAULT_RUNS_DIR = Path("runs")
+
+
+def _pairs(ctx, param, values):
+    if not values:
+        return {}
+    pairs = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+@click.command()
+@click.option("--method", required=True, help="A registered method (wsolbench methods).")
+@click.option("--dataset", required=True, help="A registered dataset, or a folder name under --root/metadata/.")
+@click.option("--backbone", help="A registered backbone; default: the protocol's for the dataset.")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path),
+              help="Dataset root (metadata/ and dataset/); not needed for the synthetic datasets.")
+@click.option("--epochs", type=click.IntRange(0), help="Shorthand for --set epochs=N (off-protocol).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder (record.json, checkpoints/); default runs/<dataset>-<method>-<backbone>-seed<N>.")
+@click.option("--set", "overrides", cls=ManyValuesOption, type=click.UNPROCESSED, callback=_pairs,
+              help="Override protocol values: --set lr=0.001 epochs=3 (recorded; the run is off-protocol).")
+@click.option("--resume", is_flag=True, help="Finish an interrupted run from its last checkpoint.")
+@click.option("--weights", "weights_path", type=click.Path(dir_okay=False, exists=True),
+              help="Local torchvision-format ImageNet weights for the backbone.")
+@click.option("--no-pretrained", is_flag=True, help="Train from random initialisation.")
+@click.option("--amp", default="auto", show_default=True, type=click.Choice(["auto", "on", "off"]),
+              help="Mixed precision (auto: on CUDA).")
+@click.option("--channels-last", default="auto", show_default=True, type=click.Choice(["auto", "on", "off"]))
+@click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model.")
+def run(method, dataset, backbone, root, epochs, seed, device, out_dir, overrides, resume, weights_path,
+        no_pretrained, amp, channels_last, use_compile):
+    """Train METHOD on DATASET (train-weaksup), select on train-fullsup, test once; write the run record.
+
+    Launch with torchrun for several processes (DDP): torchrun --nproc-per-node 2 -m wsolbench run ...
+    """
+    from wsolbench.engine.fit import Acceleration
+    from wsolbench.engine.fit import run as fit_run
+    from wsolbench.protocol import resolve_run
+
+    overrides = dict(overrides)
+    if epochs is not None:
+        overrides["epochs"] = str(epochs)
+    config = resolve_run(method, dataset, backbone, overrides)
+    if no_pretrained and config.pretrained:
+        config = resolve_run(method, dataset, backbone, {**overrides, "pretrained": "false"})
+    out_dir = out_dir or DEFAULT_RUNS_DIR / f"{config.dataset}-{config.method}-{config.backbone}-seed{seed}"
+    record = fit_run(config, out_dir=out_dir, root=root, device=device, seed=seed, resume=resume,
+                     weights_path=weights_path, acceleration=Acceleration(amp, channels_last, use_compile),
+                     argv=["wsolbench", *sys.argv[1:]])
+    click.echo(summary_table(record))
+    click.echo(f"record: {out_dir / 'record.json'}")
+
+
+def summary_table(record: dict) -> str:
+    """The headline scores of a run record: train-fullsup (selected epoch) and test."""
+    rows = []
+    for split, scores in (("train-fullsup", record["scores"]["train_fullsup"]), ("test", record["scores"]["test"])):
+        if "pxap" in scores:
+            rows.append((split, f"{scores['pxap']:.2f}", "", "", "", f"{scores['top1_cls']:.2f}"))
+            continue
+        per_iou = "/".join(f"{v:.1f}" for v in scores["maxboxacc_v2_per_iou"].values())
+        rows.append((split, f"{scores['maxboxacc_v2']:.2f}", per_iou, f"{scores['top1_loc']:.2f}",
+                     f"{scores['gt_known_loc']:.2f}", f"{scores['top1_cls']:.2f}"))
+    box = "pxap" not in record["scores"]["test"]
+    headers = ("split", "MaxBoxAccV2" if box else "PxAP", "@30/50/70", "Top-1 Loc", "GT-known Loc", "Top-1 Cls")
+    selected = record["selected"]
+    return (f"{record['method']} on {record['dataset']} ({record['backbone']}), checkpoint of epoch "
+            f"{selected['epoch']} ({selected['criterion']})"
+            + (", OFF-PROTOCOL" if record["off_protocol"] else "") + "\n"
+            + tabulate(rows, headers=headers, tablefmt="github"))
