@@ -15,7 +15,6 @@ from wsolbench import __version__
 from wsolbench.cli_options import ManyValuesOption
 from wsolbench.data.commands import data
 from wsolbench.errors import WsolbenchError
-from wsolbench.run_command import run
 
 
 class _Group(click.Group):
@@ -34,7 +33,6 @@ def cli():
 
 
 cli.add_command(data)
-cli.add_command(run)
 
 
 def _iou_list(ctx, param, value):
