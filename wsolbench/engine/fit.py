@@ -3,8 +3,8 @@
 :func:`run` follows wsolevaluation's protocol. Train-fullsup is evaluated before training (epoch 0) and
 after every epoch; the checkpoint to test is the last one or the best by the protocol's selection metric
 (ties keep the earliest epoch); the test split is evaluated exactly once, on that checkpoint. SGD with the
-method's parameter groups; every learning rate is multiplied by 0.1 before each epoch ``e`` (1-based) with
-``e % lr_decay_frequency == 0``. On CUDA: AMP (bf16 where supported, else fp16 with a gradient scaler) and
+method's parameter groups; every learning rate is multiplied by ``lr_decay_factor`` (0.1) before each epoch
+``e`` (1-based) with ``e % lr_decay_frequency == 0``. On CUDA: AMP (bf16 where supported, else fp16 with a gradient scaler) and
 channels_last; optionally ``torch.compile``. Under ``torchrun`` the model is wrapped in
 DistributedDataParallel and every split is sharded so that no image is counted twice.
 """
@@ -65,10 +65,10 @@ class Acceleration:
         return dtype, self.channels_last == "on" or (self.channels_last == "auto" and cuda)
 
 
-def _set_learning_rates(optimizer: torch.optim.Optimizer, epoch: int, frequency: int) -> None:
-    """wsolevaluation's step schedule: ``lr = initial_lr * 0.1 ** (epoch // frequency)`` for epoch >= 1."""
+def _set_learning_rates(optimizer: torch.optim.Optimizer, epoch: int, frequency: int, factor: float) -> None:
+    """wsolevaluation's step schedule: ``lr = initial_lr * factor ** (epoch // frequency)`` for epoch >= 1."""
     for group in optimizer.param_groups:
-        group["lr"] = group["initial_lr"] * 0.1 ** (epoch // frequency)
+        group["lr"] = group["initial_lr"] * factor ** (epoch // frequency)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -100,9 +100,11 @@ def _run(config, out_dir, checkpoints, root, processes: Processes, seed, resume,
         raise WsolbenchError(f"{out_dir / 'record.json'} exists: choose another --out, or --resume to finish it")
     checkpoint.seed_everything(seed)
     spec = resolve_spec(config.dataset, root)
-    splits = {split: open_dataset(spec, root, split, image_size=config.image_size) for split in ("train", "val", "test")}
+    names = {"train": config.train_split, "val": config.val_split, "test": config.test_split}
+    splits = {role: open_dataset(spec, root, name, train=role == "train", image_size=config.image_size)
+              for role, name in names.items()}
     method_class = registry("method").get(config.method)
-    method = method_class(method_class.make_hparams(config.method_hparams), backbone=config.backbone,
+    method = method_class(method_class.make_hparams(config.hparams), backbone=config.backbone,
                           num_classes=spec.num_classes, pretrained=config.pretrained, weights_path=weights_path,
                           large_feature_map=config.large_feature_map, classifier_ratio=config.classifier_ratio)
 
@@ -166,7 +168,7 @@ def _run(config, out_dir, checkpoints, root, processes: Processes, seed, resume,
         if processes.is_main:
             hooks.wsolbench_epoch_end(run=info, epoch=epoch, scores=scores)
 
-    if first_epoch == 1:
+    if first_epoch == 1 and config.evaluate_epoch0:
         scores = evaluate("val", "epoch 0 train-fullsup")
         history.append({"epoch": 0, **scores})
         consider(0, scores)
@@ -178,7 +180,7 @@ def _run(config, out_dir, checkpoints, root, processes: Processes, seed, resume,
     if first_epoch == 1:
         method.on_fit_start(trained, context)
     for epoch in range(first_epoch, config.epochs + 1):
-        _set_learning_rates(optimizer, epoch, config.lr_decay_frequency)
+        _set_learning_rates(optimizer, epoch, config.lr_decay_frequency, config.lr_decay_factor)
         method.on_train_epoch_start(trained, epoch)
         loss_sum = _train_epoch(method, trained, train_loader, optimizer, scaler, autocast, channels_last, context,
                                 epoch, processes)
