@@ -1,0 +1,447 @@
+"""Protocol files -> RunConfig: precedence, overrides, fingerprint, file errors, the shipped protocol."""
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+
+import pytest
+
+from wsolbench.data.spec import DatasetSpec
+from wsolbench.errors import WsolbenchError
+from wsolbench.method import Method
+from wsolbench.plugins import registry
+from wsolbench.protocol import SETTINGS, RunConfig, packaged_protocols, parse_overrides, resolve_run
+from wsolbench.registry import UnknownNameError
+
+PROTOCOL_TOML = """
+[protocol]
+id = "toyproto"
+
+[splits]
+train = "train"
+val = "val"
+test = "test"
+
+[selection]
+boxes = "maxboxacc_v2"
+masks = "pxap"
+
+[model]
+backbone = "vgg16"
+pretrained = true
+large_feature_map = false
+
+[training]
+epochs = 40
+batch_size = 64
+lr = 0.01
+lr_decay_frequency = 30
+lr_decay_factor = 0.1
+weight_decay = 1e-4
+momentum = 0.9
+nesterov = true
+classifier_ratio = 10  # an integer is fine for a float setting
+image_size = 224
+
+[evaluation]
+cam_curve_interval = 0.001
+iou_thresholds = [30, 50, 70]
+multi_contour = true
+eval_checkpoint = "last"
+evaluate_epoch0 = true
+"""
+
+SYNTHETIC_TOML = """
+[dataset]
+name = "synthetic"
+
+[model]
+backbone = "resnet18"
+pretrained = false
+
+[training]
+epochs = 7
+batch_size = 16
+lr = 0.05
+"""
+
+TOY_TOML = """
+[method]
+name = "toy"
+
+[hparams]
+grid_size = 8
+
+[synthetic.resnet18]
+epochs = 3
+lr = 0.2
+hparams = { drop_rate = 0.25 }
+
+[synthetic.vgg16]
+epochs = 99
+"""
+
+
+@dataclass
+class ToyHparams:
+    drop_rate: float = 0.5
+    grid_size: int = 4
+    mode: str = "soft"
+    flag: bool = False
+
+
+class Toy(Method):
+    name = "toy"
+    Hparams = ToyHparams
+
+
+@pytest.fixture
+def toy_method(monkeypatch):
+    monkeypatch.setitem(registry("method")._entries, "toy", (Toy, "the test"))
+
+
+def write_protocol(folder, protocol=PROTOCOL_TOML, synthetic=SYNTHETIC_TOML, toy=TOY_TOML):
+    (folder / "datasets").mkdir(parents=True)
+    (folder / "methods").mkdir()
+    (folder / "protocol.toml").write_text(protocol)
+    if synthetic is not None:
+        (folder / "datasets" / "synthetic.toml").write_text(synthetic)
+    if toy is not None:
+        (folder / "methods" / "toy.toml").write_text(toy)
+    return folder
+
+
+@pytest.fixture
+def proto(tmp_path, toy_method):
+    return write_protocol(tmp_path / "proto")
+
+
+def resolve(proto, overrides=None, method="toy", dataset="synthetic", backbone=None):
+    return resolve_run(method, dataset, backbone, overrides or {}, protocol=proto)
+
+
+# --- precedence ---------------------------------------------------------------------------------------------
+
+
+def test_each_level_wins_over_the_ones_before(proto):
+    config = resolve(proto, {"lr": "0.5", "method.mode": "hard"})
+    assert config.protocol == "toyproto"
+    assert config.backbone == "resnet18"        # dataset over protocol
+    assert config.pretrained is False           # dataset
+    assert config.epochs == 3                   # method table over dataset
+    assert config.batch_size == 16              # dataset
+    assert config.lr == 0.5                     # override over method table
+    assert config.weight_decay == 1e-4          # protocol
+    assert config.classifier_ratio == 10.0 and isinstance(config.classifier_ratio, float)
+    assert config.iou_thresholds == (30, 50, 70)
+    assert dict(config.hparams) == {"drop_rate": 0.25,  # method table
+                                    "grid_size": 8,     # method file [hparams]
+                                    "mode": "hard",     # override
+                                    "flag": False}      # the class default
+    assert config.method_table == "synthetic.resnet18"
+    assert config.defaults_from == "dataset"
+    assert config.selection_metric == "maxboxacc_v2"
+    assert (config.train_split, config.val_split, config.test_split) == ("train", "val", "test")
+    assert config.overrides == {"lr": "0.5", "method.mode": "hard"}
+    assert config.off_protocol is True
+
+
+def test_the_backbone_picks_the_method_table(proto):
+    config = resolve(proto, backbone="vgg16")
+    assert (config.backbone, config.epochs, config.batch_size, config.lr) == ("vgg16", 99, 16, 0.05)
+    assert config.method_table == "synthetic.vgg16"
+    assert dict(config.hparams) == {"drop_rate": 0.5, "grid_size": 8, "mode": "soft", "flag": False}
+    assert config.off_protocol is False and config.overrides == {}
+
+
+def test_no_method_table_for_the_pair(proto):
+    config = resolve(proto, backbone="resnet50")
+    assert (config.epochs, config.lr, config.pretrained) == (7, 0.05, False)
+    assert config.method_table is None
+
+
+def test_a_dataset_without_a_file_gets_the_protocol_defaults(proto):
+    config = resolve(proto, dataset="cub")
+    assert config.defaults_from == "protocol"
+    assert (config.backbone, config.epochs, config.batch_size, config.lr, config.pretrained) == \
+        ("vgg16", 40, 64, 0.01, True)
+
+
+def test_a_never_seen_layout_folder(proto):
+    spec = DatasetSpec(name="MyBirds", folder="MyBirds", num_classes=3, annotation="masks")
+    config = resolve(proto, dataset=spec)
+    assert (config.dataset, config.defaults_from, config.selection_metric) == ("MyBirds", "protocol", "pxap")
+
+
+def test_a_dataset_without_localization_labels_cannot_select(proto):
+    spec = DatasetSpec(name="plain", folder="plain", num_classes=3, annotation="none")
+    with pytest.raises(WsolbenchError, match="'plain' has 'none' localization labels"):
+        resolve(proto, dataset=spec)
+
+
+def test_a_method_without_a_file_uses_its_class_defaults(proto):
+    config = resolve(proto, method="cam")
+    assert config.method_table is None and dict(config.hparams) == {}
+    assert (config.epochs, config.backbone) == (7, "resnet18")
+
+
+def test_dataset_file_names_match_exactly(tmp_path, toy_method):
+    proto = write_protocol(tmp_path / "p", synthetic=None)
+    (proto / "datasets" / "Synthetic.toml").write_text(SYNTHETIC_TOML.replace('"synthetic"', '"Synthetic"'))
+    assert resolve(proto).defaults_from == "protocol"
+
+
+# --- overrides ----------------------------------------------------------------------------------------------
+
+
+def test_parse_overrides():
+    assert parse_overrides(["lr=0.1", "method.mode=a=b", "eval_checkpoint="]) == \
+        {"lr": "0.1", "method.mode": "a=b", "eval_checkpoint": ""}
+    assert parse_overrides([]) == {}
+
+
+@pytest.mark.parametrize("pairs, message", [
+    (["lr"], "'lr': expected KEY=VALUE"),
+    (["=3"], "'=3': expected KEY=VALUE"),
+    (["lr=1", "lr=2"], "lr: given twice"),
+])
+def test_malformed_overrides(pairs, message):
+    with pytest.raises(WsolbenchError, match=message):
+        parse_overrides(pairs)
+
+
+@pytest.mark.parametrize("key, text, expected", [
+    ("epochs", "12", 12),
+    ("lr", "1e-3", 0.001),
+    ("nesterov", "false", False),
+    ("large_feature_map", "yes", True),
+    ("iou_thresholds", "50", (50,)),
+    ("iou_thresholds", "10,90", (10, 90)),
+    ("eval_checkpoint", "best", "best"),
+    ("cam_curve_interval", "0.01", 0.01),
+])
+def test_setting_overrides_are_converted(proto, key, text, expected):
+    config = resolve(proto, {key: text})
+    assert getattr(config, key) == expected
+    assert config.off_protocol is True
+
+
+@pytest.mark.parametrize("key, text, message", [
+    ("lrr", "1", "--set lrr: unknown key"),
+    ("drop_rate", "0.1", "--set drop_rate: unknown key.*method.<name>"),
+    ("epochs", "three", "--set epochs=three: epochs must be an integer"),
+    ("epochs", "2.5", "epochs must be an integer"),
+    ("epochs", "-1", "epochs must be >= 0"),
+    ("lr", "fast", "lr must be a number"),
+    ("lr", "0", r"lr must be > 0"),
+    ("nesterov", "maybe", "nesterov must be true or false"),
+    ("iou_thresholds", "30,x", "iou_thresholds must be comma-separated integers"),
+    ("iou_thresholds", "0,50", r"iou_thresholds must be one or more integers in 1..100"),
+    ("eval_checkpoint", "middle", "eval_checkpoint must be last or best"),
+    ("backbone", "resnet50", "--set backbone: choose the backbone with --backbone"),
+    ("method.nope", "1", "--set: method 'toy' has no hyperparameter 'nope'"),
+    ("method.grid_size", "4.5", "--set: method 'toy': hyperparameter 'grid_size' must be int"),
+])
+def test_bad_overrides_are_one_line_errors_naming_the_key(proto, key, text, message):
+    with pytest.raises(WsolbenchError, match=message) as error:
+        resolve(proto, {key: text})
+    assert "\n" not in str(error.value)
+
+
+def test_method_hparam_overrides_are_converted_by_the_method(proto):
+    config = resolve(proto, {"method.grid_size": "16", "method.flag": "true", "method.drop_rate": "1"})
+    assert dict(config.hparams) == {"drop_rate": 1.0, "grid_size": 16, "mode": "soft", "flag": True}
+
+
+# --- registry errors ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method, dataset, backbone, kind", [
+    ("camm", "synthetic", None, "method"),
+    ("toy", "synthetc", None, "dataset"),
+    ("toy", "synthetic", "resnet19", "backbone"),
+])
+def test_unknown_names_come_from_the_registries(proto, method, dataset, backbone, kind):
+    with pytest.raises(UnknownNameError, match=f"unknown {kind}"):
+        resolve(proto, method=method, dataset=dataset, backbone=backbone)
+
+
+def test_unknown_protocol(tmp_path):
+    with pytest.raises(WsolbenchError, match="unknown protocol 'nope'; packaged: wsolevaluation"):
+        resolve_run("cam", "synthetic", protocol="nope")
+    with pytest.raises(WsolbenchError, match="holds no protocol.toml"):
+        resolve_run("cam", "synthetic", protocol=tmp_path)
+
+
+# --- the config object ----------------------------------------------------------------------------------------
+
+
+def test_config_is_frozen(proto):
+    config = resolve(proto)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.lr = 1.0
+    with pytest.raises(TypeError):
+        config.hparams["grid_size"] = 1
+    with pytest.raises(TypeError):
+        config.overrides["lr"] = "1"
+
+
+def test_as_dict_is_plain_json(proto):
+    config = resolve(proto, {"epochs": "2"})
+    data = config.as_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert data["iou_thresholds"] == [30, 50, 70]
+    assert data["hparams"] == {"drop_rate": 0.25, "grid_size": 8, "mode": "soft", "flag": False}
+    assert data["overrides"] == {"epochs": "2"}
+    assert list(data) == [f.name for f in dataclasses.fields(RunConfig)]
+
+
+def test_every_setting_is_a_config_field():
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    assert set(SETTINGS) <= fields
+
+
+# --- fingerprint ----------------------------------------------------------------------------------------------
+
+
+def canonical_sha(content):
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_fingerprint_is_the_sha256_of_the_content_read(proto):
+    protocol = {
+        "protocol": {"id": "toyproto"},
+        "splits": {"train": "train", "val": "val", "test": "test"},
+        "selection": {"boxes": "maxboxacc_v2", "masks": "pxap"},
+        "model": {"backbone": "vgg16", "pretrained": True, "large_feature_map": False},
+        "training": {"epochs": 40, "batch_size": 64, "lr": 0.01, "lr_decay_frequency": 30, "lr_decay_factor": 0.1,
+                     "weight_decay": 1e-4, "momentum": 0.9, "nesterov": True, "classifier_ratio": 10,
+                     "image_size": 224},
+        "evaluation": {"cam_curve_interval": 0.001, "iou_thresholds": [30, 50, 70], "multi_contour": True,
+                       "eval_checkpoint": "last", "evaluate_epoch0": True},
+    }
+    synthetic = {"dataset": {"name": "synthetic"}, "model": {"backbone": "resnet18", "pretrained": False},
+                 "training": {"epochs": 7, "batch_size": 16, "lr": 0.05}}
+    toy = {"method": {"name": "toy"}, "hparams": {"grid_size": 8},
+           "table": {"synthetic.resnet18": {"epochs": 3, "lr": 0.2, "hparams": {"drop_rate": 0.25}}}}
+    expected = canonical_sha({"protocol.toml": protocol, "datasets/synthetic.toml": synthetic,
+                              "methods/toy.toml": toy})
+    assert resolve(proto).fingerprint == expected
+    assert resolve(proto, {"lr": "3"}).fingerprint == expected  # overrides are recorded, not fingerprinted
+    without_dataset = canonical_sha({"protocol.toml": protocol, "methods/toy.toml": {
+        "method": {"name": "toy"}, "hparams": {"grid_size": 8}}})
+    assert resolve(proto, dataset="cub").fingerprint == without_dataset
+
+
+def test_fingerprint_is_stable_across_calls_and_folders(proto, tmp_path):
+    copy = tmp_path / "elsewhere" / "proto"
+    shutil.copytree(proto, copy)
+    (copy / "protocol.toml").write_text("# a comment\n" + PROTOCOL_TOML.replace("epochs = 40", "epochs   =   40"))
+    assert resolve(proto).fingerprint == resolve(proto).fingerprint == resolve(copy).fingerprint
+
+
+@pytest.mark.parametrize("file, old, new, changes", [
+    ("protocol.toml", "weight_decay = 1e-4", "weight_decay = 2e-4", True),
+    ("protocol.toml", "cam_curve_interval = 0.001", "cam_curve_interval = 0.01", True),
+    ("datasets/synthetic.toml", "batch_size = 16", "batch_size = 17", True),
+    ("methods/toy.toml", "lr = 0.2", "lr = 0.3", True),
+    ("methods/toy.toml", "grid_size = 8", "grid_size = 9", True),
+    ("methods/toy.toml", "epochs = 99", "epochs = 98", False),  # a table this run does not use
+])
+def test_fingerprint_follows_the_values_used(proto, file, old, new, changes):
+    before = resolve(proto).fingerprint
+    path = proto / file
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new))
+    assert (resolve(proto).fingerprint != before) is changes
+
+
+# --- file errors ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("file, old, new, message", [
+    ("protocol.toml", "epochs = 40", "epochs = ", r"protocol.toml is not valid TOML"),
+    ("protocol.toml", "epochs = 40", "epochs = 40\nepoch = 3", r"protocol.toml: \[training\] has unknown key 'epoch'"),
+    ("protocol.toml", "epochs = 40", "", r"protocol.toml: \[training\] lacks 'epochs'"),
+    ("protocol.toml", "epochs = 40", 'epochs = "40"', r"protocol.toml: \[training\]: epochs must be an integer"),
+    ("protocol.toml", "nesterov = true", "nesterov = 1", r"nesterov must be true or false, got 1"),
+    ("protocol.toml", "momentum = 0.9", "momentum = 1.5", r"momentum must be in \[0, 1\), got 1.5"),
+    ("protocol.toml", "multi_contour = true", "multi_contour = true\nepochs = 3",
+     r"\[evaluation\] has unknown key 'epochs' \(it belongs in \[training\]\)"),
+    ("protocol.toml", 'masks = "pxap"', 'masks = "pixap"', r"\[selection\] masks = 'pixap' is not a selection metric"),
+    ("protocol.toml", 'val = "val"', 'val = "valid"', r"\[splits\] val must be one of train, val, test"),
+    ("protocol.toml", 'id = "toyproto"', "", r"\[protocol\] needs an id"),
+    ("protocol.toml", "[model]", "[modle]\n[model]", r"unknown table \[modle\]"),
+    ("datasets/synthetic.toml", 'name = "synthetic"', 'name = "synth"',
+     r"synthetic.toml: \[dataset\] name must be 'synthetic' \(the file's name\), got 'synth'"),
+    ("datasets/synthetic.toml", "lr = 0.05", "lr = -1.0", r"datasets/synthetic.toml: \[training\]: lr must be > 0"),
+    ("methods/toy.toml", "epochs = 99", "epoch = 99", r"methods/toy.toml: \[synthetic.vgg16\]: unknown key 'epoch'"),
+    ("methods/toy.toml", "epochs = 99", 'backbone = "vgg16"', r"\[synthetic.vgg16\]: unknown key 'backbone'"),
+    ("methods/toy.toml", "epochs = 99", "epochs = 9.5", r"\[synthetic.vgg16\]: epochs must be an integer"),
+    ("methods/toy.toml", "grid_size = 8", "grid = 8",
+     r"toy.toml: \[hparams\]: method 'toy' has no hyperparameter 'grid'"),
+    ("methods/toy.toml", "drop_rate = 0.25", "drop_rate = 'x'",
+     r"\[synthetic.resnet18.hparams\]: method 'toy': hyperparameter 'drop_rate' must be float"),
+    ("methods/toy.toml", 'name = "toy"', 'name = "cam"', r"\[method\] name must be 'toy'"),
+])
+def test_bad_protocol_files_are_one_line_errors_naming_the_file(proto, file, old, new, message):
+    path = proto / file
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new, 1))
+    with pytest.raises(WsolbenchError, match=message) as error:
+        resolve(proto)
+    assert "\n" not in str(error.value) and file in str(error.value)
+
+
+# --- the shipped wsolevaluation protocol ----------------------------------------------------------------------
+
+
+def test_the_shipped_protocols():
+    assert packaged_protocols() == ["wsolevaluation"]
+
+
+def test_wsolevaluation_cub_uses_the_published_cam_vgg16_values():
+    config = resolve_run("cam", "cub")  # clovaai/wsolevaluation issue #60
+    assert (config.protocol, config.backbone, config.pretrained, config.method_table) == \
+        ("wsolevaluation", "vgg16", True, "cub.vgg16")
+    assert (config.batch_size, config.epochs, config.lr, config.lr_decay_frequency, config.weight_decay) == \
+        (32, 50, 1.268269e-5, 15, 5e-4)
+    assert (config.momentum, config.nesterov, config.classifier_ratio, config.lr_decay_factor) == \
+        (0.9, True, 10.0, 0.1)
+    assert (config.image_size, config.large_feature_map) == (224, False)
+    assert (config.cam_curve_interval, config.iou_thresholds, config.multi_contour) == (0.001, (30, 50, 70), True)
+    assert (config.selection_metric, config.eval_checkpoint, config.evaluate_epoch0) == \
+        ("maxboxacc_v2", "last", True)
+    assert config.off_protocol is False
+
+
+def test_wsolevaluation_openimages_uses_the_readme_values_and_pxap():
+    config = resolve_run("cam", "openimages")
+    assert (config.batch_size, config.epochs, config.lr, config.lr_decay_frequency, config.weight_decay) == \
+        (32, 10, 0.00227913316, 3, 5e-4)
+    assert config.selection_metric == "pxap"
+
+
+def test_wsolevaluation_imagenet_uses_the_config_py_defaults():
+    config = resolve_run("cam", "imagenet", "resnet50")
+    assert (config.backbone, config.batch_size, config.epochs, config.lr, config.lr_decay_frequency,
+            config.weight_decay) == ("resnet50", 64, 40, 0.01, 30, 1e-4)
+    assert (config.defaults_from, config.method_table) == ("dataset", None)
+
+
+@pytest.mark.parametrize("dataset, metric", [("synthetic", "maxboxacc_v2"), ("synthetic-masks", "pxap")])
+def test_wsolevaluation_synthetic_is_cpu_sized(dataset, metric):
+    config = resolve_run("cam", dataset)
+    assert (config.backbone, config.pretrained, config.image_size, config.epochs, config.batch_size) == \
+        ("resnet18", False, 64, 10, 32)
+    assert config.selection_metric == metric
+
+
+def test_every_builtin_dataset_has_a_file():
+    from wsolbench.data.builtin import BUILTIN_DATASETS
+
+    for spec in BUILTIN_DATASETS:
+        assert resolve_run("cam", spec.name).defaults_from == "dataset", spec.name
