@@ -15,6 +15,7 @@ import contextlib
 import functools
 import math
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,7 +90,7 @@ def run(config: RunConfig, *, out_dir: str | Path, root: str | Path | None = Non
     processes = start(device)
     try:
         return _run(config, out_dir, checkpoints, root, processes, seed, resume, weights_path, acceleration,
-                    argv or [])
+                    argv or sys.argv)
     finally:
         stop(processes)
 
