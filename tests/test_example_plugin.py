@@ -39,7 +39,7 @@ def test_example_plugin_installed_with_pip(tmp_path):
 
     def run(*args, **env):
         """``python *args`` seeing the installed example (PYTHONPATH), started outside both source trees."""
-        environ = {k: v for k, v in os.environ.items() if k != LOAD_PLUGINS_ENV}
+        environ = {k: v for k, v in os.environ.items() if k != LOAD_PLUGINS_ENV and not k.startswith("PYTEST_")}
         environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")])),
                        WSOLBENCH_CACHE=str(tmp_path / "cache"), **env)
         result = subprocess.run([sys.executable, *args], cwd=tmp_path, env=environ, capture_output=True, text=True,

@@ -34,13 +34,13 @@ def _origins(loaded: LoadedPlugins, kind: str) -> dict[str, PluginInfo]:
 
 
 def _entries(kind: str, pattern: str, describe) -> list[dict]:
-    """One dict per registered ``kind`` matching ``pattern``: ``describe(name, obj)`` plus its origin."""
+    """One dict per registered ``kind`` matching ``pattern``: its name, ``describe(obj)`` and its origin."""
     loaded = plugin_loader.plugins()
     registry, origins = loaded.registries[kind], _origins(loaded, kind)
     entries = []
     for name in registry.names(pattern):
         origin = origins[name]
-        entries.append({"name": name, **describe(name, registry.get(name)), "distribution": origin.distribution,
+        entries.append({"name": name, **describe(registry.get(name)), "distribution": origin.distribution,
                         "version": origin.version, "plugin": origin.name})
     return entries
 
@@ -82,7 +82,7 @@ def plugins_command():
     click.echo(json.dumps(listing, indent=2))
 
 
-def hparam_defaults(method_class) -> dict:
+def _hparam_defaults(method_class) -> dict:
     """The default of every field of ``method_class.Hparams`` (``"<required>"`` where it has none)."""
     defaults = {}
     for hparam in dataclasses.fields(method_class.Hparams):
@@ -95,8 +95,8 @@ def hparam_defaults(method_class) -> dict:
     return defaults
 
 
-def _describe_method(name, method_class) -> dict:
-    return {"paper": method_class.paper, "hparams": hparam_defaults(method_class),
+def _describe_method(method_class) -> dict:
+    return {"paper": method_class.paper, "hparams": _hparam_defaults(method_class),
             "class": f"{method_class.__module__}.{method_class.__qualname__}"}
 
 
@@ -118,12 +118,12 @@ def methods_command(pattern, as_json):
 @_JSON
 def backbones_command(pattern, as_json):
     """List the registered CAM-ready backbones matching PATTERN (fnmatch, e.g. "resnet*")."""
-    entries = _entries("backbone", pattern, lambda name, factory: {"description": _first_line(factory.__doc__)})
+    entries = _entries("backbone", pattern, lambda factory: {"description": _first_line(factory.__doc__)})
     _show("backbone", pattern, entries,
           {"name": _field("name"), "distribution": _source, "description": _field("description")}, as_json)
 
 
-def _describe_dataset(name, spec) -> dict:
+def _describe_dataset(spec) -> dict:
     return {"folder": spec.folder, "classes": spec.num_classes, "annotation": spec.annotation,
             "description": spec.description, "split_sizes": dict(spec.split_sizes)}
 
