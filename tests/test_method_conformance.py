@@ -107,6 +107,21 @@ def test_check_method_accepts_a_class_and_leaves_the_global_random_state_alone()
     assert torch.equal(torch.get_rng_state(), before)
 
 
+def test_check_method_draws_batches_from_the_methods_batch_sampler():
+    seen = []
+
+    class ClassPairs(Toy):
+        def batch_sampler(self, dataset, batch_size, seed):
+            return [[0, 2], [1, 3]]  # train ids are listed class by class: 0, 0, 1, 1
+
+        def training_step(self, model, batch, context):
+            seen.append(batch["label"].tolist())
+            return super().training_step(model, batch, context)
+
+    check_method(ClassPairs, steps=3)
+    assert seen == [[0, 1], [0, 1], [0, 1]]
+
+
 def test_tiny_dataset_is_a_two_class_32_px_dataset_generated_once(tmp_path):
     root = tiny_dataset(tmp_path)
     ids = (root / "metadata/SYNTHETIC/train/image_ids.txt").read_text().split()
@@ -150,6 +165,11 @@ class ForeignParameters(Toy):
         return [{"params": list(nn.Linear(2, 2).parameters()), "lr": lr}]
 
 
+class NoBatches(Toy):
+    def batch_sampler(self, dataset, batch_size, seed):
+        return []
+
+
 class BadName(Toy):
     name = "Hide Center"
 
@@ -167,6 +187,7 @@ class RequiredHparam(Toy):
     (FlatMaps, r"predict: maps have shape \(4, 1, 1\), expected \(4, h, w\) with h, w > 1"),
     (WrongLogits, r"predict: logits have shape \(4, 1\), expected \(4, 2\)"),
     (ForeignParameters, "param_groups holds parameters that are not the model's"),
+    (NoBatches, "the training loader gives no batch"),
     (BadName, r"name must match \[a-z\]\[a-z0-9_\]\*"),
     (RequiredHparam, "every field of Hparams needs a default"),
 ])

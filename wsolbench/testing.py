@@ -111,18 +111,25 @@ def _check_prediction(where: str, prediction, batch_size: int, num_classes: int)
         raise AssertionError(f"{where}: predict must return a Prediction, got {type(prediction).__name__}")
     logits, maps = prediction.logits, prediction.maps
     if tuple(logits.shape) != (batch_size, num_classes):
-        raise AssertionError(f"{where}: logits have shape {tuple(logits.shape)}, expected ({batch_size}, {num_classes})")
+        raise AssertionError(f"{where}: logits have shape {tuple(logits.shape)}, "
+                             f"expected ({batch_size}, {num_classes})")
     if maps.dim() != 3 or maps.shape[0] != batch_size or min(maps.shape[1:]) < 2:
-        raise AssertionError(f"{where}: maps have shape {tuple(maps.shape)}, expected ({batch_size}, h, w) with h, w > 1")
+        raise AssertionError(f"{where}: maps have shape {tuple(maps.shape)}, "
+                             f"expected ({batch_size}, h, w) with h, w > 1")
     for name, tensor in (("logits", logits), ("maps", maps)):
         if not torch.isfinite(tensor).all():
             raise AssertionError(f"{where}: {name} are not all finite")
 
 
-def _batches(loader):
+def _batches(where: str, loader):
     """The loader's batches, epoch after epoch."""
     while True:
-        yield from loader
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise AssertionError(f"{where}: the training loader gives no batch (see batch_sampler)")
 
 
 def check_method(method: str | type[Method], backbone: str = "resnet18", steps: int = 2, *,
@@ -167,7 +174,7 @@ def check_method(method: str | type[Method], backbone: str = "resnet18", steps: 
         model.train()
         instance.on_fit_start(model, context)
         instance.on_train_epoch_start(model, 1)
-        batches = _batches(loader)
+        batches = _batches(where, loader)
         for step in range(steps):
             context = dataclasses.replace(context, step=step)
             optimizer.zero_grad()
