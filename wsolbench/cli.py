@@ -15,6 +15,7 @@ from wsolbench import __version__
 from wsolbench.cli_options import ManyValuesOption
 from wsolbench.data.commands import data
 from wsolbench.errors import WsolbenchError
+from wsolbench.plugin_commands import COMMANDS as PLUGIN_COMMANDS
 
 
 class _Group(click.Group):
@@ -33,6 +34,8 @@ def cli():
 
 
 cli.add_command(data)
+for _command in PLUGIN_COMMANDS:
+    cli.add_command(_command)
 
 
 def _iou_list(ctx, param, value):

@@ -106,7 +106,9 @@ class Method:
             try:
                 if isinstance(default, bool):
                     converted[key] = _as_bool(value)
-                elif isinstance(default, (int, float, str)):
+                elif isinstance(default, int):
+                    converted[key] = _as_int(value)
+                elif isinstance(default, (float, str)):
                     converted[key] = type(default)(value)
                 else:
                     converted[key] = value
@@ -175,3 +177,10 @@ def _as_bool(value) -> bool:
     if text in ("0", "false", "no", "off"):
         return False
     raise ValueError(value)
+
+
+def _as_int(value) -> int:
+    """An integer from an int, an integral float (``2.0``) or text (``"2"``); never truncates ``2.5``."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(value)
+    return int(value)

@@ -42,13 +42,25 @@ class PluginInfo:
 
 
 @dataclass
+class PluginFailure:
+    """An entry point that failed to load: its name, distribution and the error, in one line."""
+
+    name: str
+    distribution: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"plugin {self.name!r} ({self.distribution}) failed to load: {self.error}"
+
+
+@dataclass
 class LoadedPlugins:
     """The plugin manager, the filled registries, and per-plugin details for ``wsolbench plugins``."""
 
     manager: pluggy.PluginManager
     registries: dict[str, Registry]
     plugins: list[PluginInfo]
-    failures: list[str]
+    failures: list[PluginFailure]
 
 
 def _selected_entry_points():
@@ -72,7 +84,8 @@ def load_plugins() -> LoadedPlugins:
             module = entry_point.load()
             manager.register(module, name=entry_point.name)
         except Exception as error:  # noqa: BLE001 - any import failure is reported, not fatal
-            failures.append(f"plugin {entry_point.name!r} ({dist_name}) failed to load: {type(error).__name__}: {error}")
+            failures.append(PluginFailure(entry_point.name, dist_name,
+                                          " ".join(f"{type(error).__name__}: {error}".split())))
             continue
         infos[id(module)] = PluginInfo(entry_point.name, dist_name, version)
     try:

@@ -1,0 +1,191 @@
+"""Public helpers for testing wsolbench plugins: a tiny generated dataset and a method conformance check.
+
+A method plugin's test can be one line::
+
+    from wsolbench.testing import check_method
+
+    def test_my_method():
+        check_method("my_method")                      # the registered name, or the class itself
+        check_method(MyMethod, hparams={"p": 1.0})     # other hyperparameters
+
+:func:`check_method` trains for a few steps on the CPU (seconds) through the same data pipeline and
+:class:`~wsolbench.method.Method` calls as ``wsolbench run``; wsolbench's own suite runs it over every
+registered method. A broken contract is an ``AssertionError`` saying which call broke it and how.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from wsolbench.data.datasets import collate, open_dataset, spec_from_layout
+from wsolbench.data.pipeline import make_loader
+from wsolbench.data.synthetic import FOLDERS, PARAMS_FILE, SynthParams, generate
+from wsolbench.method import Method, Prediction, StepContext, StepOutput
+
+#: what a method name must look like: it names runs, records, files and leaderboard rows
+METHOD_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def tiny_dataset(tmp_path: str | os.PathLike, *, variant: str = "boxes", classes: int = 2, per_class: int = 2,
+                 image_size: int = 32, seed: int = 0) -> Path:
+    """Generate a tiny synthetic dataset (by default 2 classes, 2 images per class and split, 32 px) in a
+    folder under ``tmp_path``, and return its root (``metadata/SYNTHETIC/...``, ``dataset/SYNTHETIC/...``;
+    ``SYNTHETIC_MASKS`` for ``variant="masks"``). The same arguments return the same folder, generated once.
+    """
+    params = SynthParams(variant=variant, classes=classes, train_per_class=per_class, val_per_class=per_class,
+                         test_per_class=per_class, image_size=image_size, seed=seed)
+    root = Path(tmp_path) / f"wsolbench-tiny-{params.digest()}"
+    if (root / PARAMS_FILE).is_file():
+        return root
+    return generate(root, params)
+
+
+def _method_class(method: str | type[Method]) -> type[Method]:
+    if isinstance(method, str):
+        from wsolbench.plugins import registry
+
+        return registry("method").get(method)
+    if not (isinstance(method, type) and issubclass(method, Method)):
+        raise AssertionError(f"check_method needs a registered method name or a Method subclass, got {method!r}")
+    return method
+
+
+def _check_hparams(where: str, method_class: type[Method], hparams: dict[str, Any] | None):
+    if not dataclasses.is_dataclass(method_class.Hparams):
+        raise AssertionError(f"{where}: Hparams must be a dataclass, got {method_class.Hparams!r}")
+    try:
+        defaults = method_class.Hparams()
+    except TypeError as error:
+        raise AssertionError(f"{where}: every field of Hparams needs a default ({error})") from None
+    round_trip = method_class.make_hparams(dataclasses.asdict(defaults))
+    if round_trip != defaults:
+        raise AssertionError(f"{where}: make_hparams(defaults as a mapping) gives {round_trip!r}, not {defaults!r}")
+    return method_class.make_hparams(hparams or {})
+
+
+def _check_param_groups(where: str, model: nn.Module, groups) -> list[nn.Parameter]:
+    if not isinstance(groups, list) or not groups or not all(isinstance(g, dict) and "params" in g for g in groups):
+        raise AssertionError(f"{where}: param_groups must return a non-empty list of dicts with 'params'")
+    own = {id(p) for p in model.parameters()}
+    params = [p for group in groups for p in group["params"]]
+    if not params:
+        raise AssertionError(f"{where}: param_groups holds no parameter")
+    if any(id(p) not in own for p in params):
+        raise AssertionError(f"{where}: param_groups holds parameters that are not the model's")
+    return params
+
+
+def _check_step(where: str, output, params: list[nn.Parameter]) -> None:
+    """``output`` of a training step, before its backward pass, then the gradients after it."""
+    if not isinstance(output, StepOutput):
+        raise AssertionError(f"{where}: training_step must return a StepOutput, got {type(output).__name__}")
+    loss = output.loss
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise AssertionError(f"{where}: the loss must be a one-element tensor, got {loss!r}")
+    if not torch.isfinite(loss).all():
+        raise AssertionError(f"{where}: the loss is {loss.item()}, not finite")
+    if not loss.requires_grad:
+        raise AssertionError(f"{where}: the loss does not depend on any trainable parameter (no grad_fn)")
+    for key, value in output.logs.items():
+        if not isinstance(key, str) or not math.isfinite(float(value)):
+            raise AssertionError(f"{where}: logs must map names to finite numbers, got {key!r}: {value!r}")
+    loss.reshape(()).backward()
+    sizes = torch.stack([p.grad.detach().abs().sum() for p in params if p.grad is not None] or [torch.zeros(())])
+    if not torch.isfinite(sizes).all():
+        raise AssertionError(f"{where}: a parameter gradient is not finite")
+    if not (sizes > 0).any():
+        raise AssertionError(f"{where}: every gradient of the optimized parameters is zero or missing")
+
+
+def _check_prediction(where: str, prediction, batch_size: int, num_classes: int) -> None:
+    if not isinstance(prediction, Prediction):
+        raise AssertionError(f"{where}: predict must return a Prediction, got {type(prediction).__name__}")
+    logits, maps = prediction.logits, prediction.maps
+    if tuple(logits.shape) != (batch_size, num_classes):
+        raise AssertionError(f"{where}: logits have shape {tuple(logits.shape)}, "
+                             f"expected ({batch_size}, {num_classes})")
+    if maps.dim() != 3 or maps.shape[0] != batch_size or min(maps.shape[1:]) < 2:
+        raise AssertionError(f"{where}: maps have shape {tuple(maps.shape)}, "
+                             f"expected ({batch_size}, h, w) with h, w > 1")
+    for name, tensor in (("logits", logits), ("maps", maps)):
+        if not torch.isfinite(tensor).all():
+            raise AssertionError(f"{where}: {name} are not all finite")
+
+
+def _batches(where: str, loader):
+    """The loader's batches, epoch after epoch."""
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise AssertionError(f"{where}: the training loader gives no batch (see batch_sampler)")
+
+
+def check_method(method: str | type[Method], backbone: str = "resnet18", steps: int = 2, *,
+                 hparams: dict[str, Any] | None = None, classes: int = 2, image_size: int = 32,
+                 lr: float = 0.01, seed: int = 0) -> None:
+    """Check that a method trains and predicts as the harness expects; raise AssertionError if not.
+
+    ``method`` is a registered name or a :class:`Method` subclass; ``hparams`` overrides its defaults.
+    On a tiny synthetic dataset (``classes`` classes, 2 images each per split, ``image_size`` px; batches
+    of the whole training split unless the method has its own ``batch_sampler``), on the CPU, with the
+    backbone untrained: the method's name and ``Hparams`` are valid (every field has a default and survives
+    ``make_hparams``), ``build_model`` gives a module and ``param_groups`` a list of groups of its
+    parameters; then ``steps`` SGD steps (``on_fit_start``, ``on_train_epoch_start``, ``training_step``
+    per batch, ``on_train_epoch_end``) each give a finite loss with finite gradients, not all zero; then
+    ``predict`` on a validation batch gives logits ``(B, classes)`` and finite maps ``(B, h, w)``, h, w > 1.
+    The global torch random state is left as it was.
+    """
+    method_class = _method_class(method)
+    where = f"method {method_class.name!r} ({method_class.__module__}.{method_class.__qualname__})"
+    if not isinstance(method_class.name, str) or not METHOD_NAME.fullmatch(method_class.name):
+        raise AssertionError(f"{where}: name must match {METHOD_NAME.pattern}")
+    resolved = _check_hparams(where, method_class, hparams)
+    with tempfile.TemporaryDirectory(prefix="wsolbench-check-") as tmp, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        root = tiny_dataset(tmp, classes=classes, image_size=image_size, seed=seed)
+        spec = spec_from_layout(root, FOLDERS["boxes"])
+        train_set = open_dataset(spec, root, "train", image_size=image_size)
+        instance = method_class(resolved, backbone=backbone, num_classes=classes, pretrained=False)
+        model = instance.build_model()
+        if not isinstance(model, nn.Module):
+            raise AssertionError(f"{where}: build_model must return an nn.Module, got {type(model).__name__}")
+        groups = instance.param_groups(model, lr)
+        params = _check_param_groups(f"{where}: param_groups", model, groups)
+        optimizer = torch.optim.SGD(groups, lr=lr, momentum=0.9)
+
+        batch_size = len(train_set)
+        sampler = instance.batch_sampler(train_set, batch_size, seed)
+        loader = make_loader(train_set, batch_size, seed=seed, cache="off", num_workers=0) if sampler is None else \
+            torch.utils.data.DataLoader(train_set, batch_sampler=sampler, collate_fn=collate)
+        generator = torch.Generator().manual_seed(seed)
+        context = StepContext(epoch=1, step=0, device=torch.device("cpu"), num_classes=classes, generator=generator)
+        model.train()
+        instance.on_fit_start(model, context)
+        instance.on_train_epoch_start(model, 1)
+        batches = _batches(where, loader)
+        for step in range(steps):
+            context = dataclasses.replace(context, step=step)
+            optimizer.zero_grad()
+            _check_step(f"{where}: training step {step + 1}", instance.training_step(model, next(batches), context),
+                        params)
+            optimizer.step()
+        instance.on_train_epoch_end(model, 1)
+
+        model.eval()
+        val_set = open_dataset(spec, root, "val", image_size=image_size)
+        evaluation = collate([val_set[index] for index in range(len(val_set))])
+        with torch.no_grad():
+            prediction = instance.predict(model, evaluation["image"], evaluation["label"])
+        _check_prediction(f"{where}: predict", prediction, len(evaluation["label"]), classes)
