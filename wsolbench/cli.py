@@ -15,6 +15,7 @@ from wsolbench import __version__
 from wsolbench.cli_options import ManyValuesOption
 from wsolbench.data.commands import data
 from wsolbench.errors import WsolbenchError
+from wsolbench.run_command import run
 from wsolbench.plugin_commands import COMMANDS as PLUGIN_COMMANDS
 
 
@@ -34,6 +35,7 @@ def cli():
 
 
 cli.add_command(data)
+cli.add_command(run)
 for _command in PLUGIN_COMMANDS:
     cli.add_command(_command)
 

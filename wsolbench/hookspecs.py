@@ -55,15 +55,26 @@ def wsolbench_run_start(run):
 def wsolbench_epoch_end(run, epoch, scores):
     """An epoch ended and train-fullsup was evaluated (``epoch`` 0 is the evaluation before training).
 
+    :param run: :class:`wsolbench.engine.fit.RunInfo`.
+    :param epoch: the epoch just evaluated (0 before training).
     :param scores: the train-fullsup scores (as ``wsolbench evaluate --json`` prints) plus ``loss``.
     """
 
 
 @hookspec
 def wsolbench_checkpoint_selected(run, epoch, scores):
-    """The checkpoint to test was chosen (``epoch`` by the protocol's criterion on train-fullsup)."""
+    """The checkpoint to test was chosen (``epoch`` by the protocol's criterion on train-fullsup).
+
+    :param run: :class:`wsolbench.engine.fit.RunInfo`.
+    :param epoch: the selected epoch.
+    :param scores: its train-fullsup scores.
+    """
 
 
 @hookspec
 def wsolbench_run_finish(run, record):
-    """The run finished: the test split was evaluated once and ``record`` (the run record) was written."""
+    """The run finished: the test split was evaluated once and the run record was written.
+
+    :param run: :class:`wsolbench.engine.fit.RunInfo`.
+    :param record: the run record, as written to ``record.json``.
+    """

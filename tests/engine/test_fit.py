@@ -100,3 +100,26 @@ def test_amp_and_channels_last_paths_run_on_cpu(tiny_root, tmp_path):
                      acceleration=fit.Acceleration(amp="on", channels_last="on"))
     assert record["acceleration"]["amp"] == "bfloat16" and record["acceleration"]["channels_last"]
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in record["history"][1:])
+
+
+def test_a_method_batch_sampler_drives_training(tiny_root, tmp_path, monkeypatch):
+    from wsolbench.method import Method
+
+    seen = []
+
+    def class_balanced(self, dataset, batch_size, seed):
+        by_class = {}
+        for index in range(len(dataset)):
+            by_class.setdefault(dataset.label(index), []).append(index)
+        return [[by_class[0][k], by_class[1][k]] for k in range(2)]  # 2 batches, one image per class
+
+    original_step = Method.training_step
+
+    def recording_step(self, model, batch, context):
+        seen.append(sorted(batch["label"].tolist()))
+        return original_step(self, model, batch, context)
+
+    monkeypatch.setattr(Method, "batch_sampler", class_balanced)
+    monkeypatch.setattr(Method, "training_step", recording_step)
+    fit.run(_config(epochs="1"), out_dir=tmp_path / "sampled", root=tiny_root, device="cpu")
+    assert seen == [[0, 1], [0, 1]]

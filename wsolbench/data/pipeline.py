@@ -172,7 +172,8 @@ class CachedLoader:
 
     def __init__(self, dataset: WsolDataset, batch_size: int, *, device: str | torch.device = "cpu",
                  seed: int = 0, shuffle: bool | None = None, drop_last: bool = False,
-                 cache_dir: Path | None = None, workers: int | None = None, rank: int = 0, world_size: int = 1):
+                 cache_dir: Path | None = None, workers: int | None = None, rank: int = 0, world_size: int = 1,
+                 batch_sampler=None):
         if not dataset.protocol_transform:
             raise WsolbenchError("the cached pipeline applies the protocol transform; "
                                  "this dataset has a custom one (use the plain DataLoader pipeline)")
@@ -181,6 +182,7 @@ class CachedLoader:
         self.shuffle = dataset.train if shuffle is None else shuffle
         self.generator = torch.Generator().manual_seed(seed)
         self.shard = Shard(rank, world_size)
+        self.batch_sampler = batch_sampler
         size = train_resize_size(dataset.image_size) if dataset.train else dataset.image_size
         self.images = decoded_images(dataset, size, cache_dir, workers)
         self.labels = torch.tensor([dataset.label(i) for i in range(len(dataset))], dtype=torch.int64)
@@ -190,8 +192,22 @@ class CachedLoader:
         self.augment = RandomCropFlip(dataset.image_size, self.generator) if dataset.train else None
 
     def __len__(self) -> int:
+        if self.batch_sampler is not None:
+            return len(_ShardedBatches(self.batch_sampler, self.shard))
         n, b = self.shard.size(len(self.dataset)), self.batch_size
         return n // b if self.drop_last else -(-n // b)
+
+    def _batch_indices(self) -> list[np.ndarray]:
+        """This process's index batches for one pass: its part of each batch of the batch sampler, or its
+        shard of the (shuffled) order cut into ``batch_size`` pieces."""
+        if self.batch_sampler is not None:
+            return [np.asarray(b, dtype=np.int64) for b in _ShardedBatches(self.batch_sampler, self.shard)]
+        n = len(self.dataset)
+        order = self.shard.take(torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n))
+        indices = [order[i:i + self.batch_size].numpy() for i in range(0, len(order), self.batch_size)]
+        if self.drop_last and indices and len(indices[-1]) < self.batch_size:
+            indices.pop()
+        return indices
 
     def _host_batch(self, index: np.ndarray) -> dict:
         batch = {"image": torch.from_numpy(self.images[index]), "label": self.labels[torch.from_numpy(index)],
@@ -210,11 +226,7 @@ class CachedLoader:
         return batch
 
     def __iter__(self):
-        n = len(self.dataset)
-        order = self.shard.take(torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n))
-        indices = [order[i:i + self.batch_size].numpy() for i in range(0, len(order), self.batch_size)]
-        if self.drop_last and indices and len(indices[-1]) < self.batch_size:
-            indices.pop()
+        indices = self._batch_indices()
         with ThreadPoolExecutor(1) as reader:  # reads batch k + 1 while batch k is used
             pending = reader.submit(self._host_batch, indices[0]) if indices else None
             for k in range(len(indices)):
@@ -253,6 +265,19 @@ class _ShardSampler(torch.utils.data.Sampler):
         return iter(self.shard.take(order).tolist())
 
 
+class _ShardedBatches:
+    """This process's part of every batch of a batch sampler: each global batch is split across processes."""
+
+    def __init__(self, batch_sampler, shard: Shard):
+        self.batch_sampler, self.shard = batch_sampler, shard
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    def __iter__(self):
+        return (list(batch)[self.shard.rank::self.shard.world_size] for batch in self.batch_sampler)
+
+
 def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
@@ -266,15 +291,18 @@ class DeviceLoader:
 
     def __init__(self, dataset: WsolDataset, batch_size: int, *, device: str | torch.device = "cpu",
                  seed: int = 0, shuffle: bool | None = None, drop_last: bool = False, num_workers: int = 0,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, batch_sampler=None):
         self.device = torch.device(device)
         self.generator = generator = torch.Generator().manual_seed(seed)  # shuffling (and worker seeds)
-        sampler = _ShardSampler(len(dataset), Shard(rank, world_size),
-                                dataset.train if shuffle is None else shuffle, generator)
-        self.loader = DataLoader(dataset, batch_size, sampler=sampler, drop_last=drop_last,
-                                 num_workers=num_workers, collate_fn=collate,
-                                 pin_memory=self.device.type == "cuda", generator=generator,
-                                 persistent_workers=num_workers > 0)
+        common = dict(num_workers=num_workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
+                      generator=generator, persistent_workers=num_workers > 0)
+        if batch_sampler is not None:
+            batches = _ShardedBatches(batch_sampler, Shard(rank, world_size))
+            self.loader = DataLoader(dataset, batch_sampler=batches, **common)
+        else:
+            sampler = _ShardSampler(len(dataset), Shard(rank, world_size),
+                                    dataset.train if shuffle is None else shuffle, generator)
+            self.loader = DataLoader(dataset, batch_size, sampler=sampler, drop_last=drop_last, **common)
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -293,7 +321,8 @@ def decoded_bytes(dataset: WsolDataset) -> int:
 def make_loader(dataset: WsolDataset, batch_size: int, *, device: str | torch.device = "cpu", seed: int = 0,
                 shuffle: bool | None = None, drop_last: bool = False, cache: str = "auto",
                 num_workers: int | None = None, cache_dir: Path | None = None,
-                max_cache_bytes: int = DEFAULT_MAX_CACHE_BYTES, rank: int = 0, world_size: int = 1):
+                max_cache_bytes: int = DEFAULT_MAX_CACHE_BYTES, rank: int = 0, world_size: int = 1,
+                batch_sampler=None):
     """A :class:`CachedLoader` (``cache="on"``, or ``"auto"`` for a protocol-transform split whose decoded
     images fit in ``max_cache_bytes``) or a :class:`DeviceLoader` (``"off"``, or ``"auto"`` otherwise)."""
     if cache not in ("auto", "on", "off"):
@@ -303,6 +332,7 @@ def make_loader(dataset: WsolDataset, batch_size: int, *, device: str | torch.de
                                   and decoded_bytes(dataset) <= max_cache_bytes)
     if use_cache:
         return CachedLoader(dataset, batch_size, device=device, seed=seed, shuffle=shuffle, drop_last=drop_last,
-                            cache_dir=cache_dir, workers=max(workers, 1), rank=rank, world_size=world_size)
+                            cache_dir=cache_dir, workers=max(workers, 1), rank=rank, world_size=world_size,
+                            batch_sampler=batch_sampler)
     return DeviceLoader(dataset, batch_size, device=device, seed=seed, shuffle=shuffle, drop_last=drop_last,
-                        num_workers=workers, rank=rank, world_size=world_size)
+                        num_workers=workers, rank=rank, world_size=world_size, batch_sampler=batch_sampler)

@@ -113,10 +113,9 @@ def _run(config, out_dir, checkpoints, root, processes: Processes, seed, resume,
         raise WsolbenchError(f"batch_size {config.batch_size} is not divisible by the {processes.world_size} processes")
     shard = {"rank": processes.rank, "world_size": processes.world_size, "device": processes.device}
     per_process_batch = config.batch_size // processes.world_size
-    sampler = method.batch_sampler(splits["train"], per_process_batch, seed)
-    if sampler is not None:
-        raise WsolbenchError(f"method {config.method!r} needs a custom batch sampler, which the engine does not run yet")
-    train_loader = make_loader(splits["train"], per_process_batch, seed=seed, shuffle=True, drop_last=True, **shard)
+    batch_sampler = method.batch_sampler(splits["train"], config.batch_size, seed)  # global batches, sharded
+    train_loader = make_loader(splits["train"], per_process_batch, seed=seed, shuffle=True, drop_last=True,
+                               batch_sampler=batch_sampler, **shard)
     eval_loaders = {split: make_loader(splits[split], per_process_batch, seed=seed, shuffle=False, **shard)
                     for split in ("val", "test")}
 
