@@ -31,7 +31,7 @@ def test_plugins_lists_each_entry_point_with_what_it_registered():
     listing = {entry["name"]: entry for entry in json.loads(result.stdout)}
     assert listing["cam"] == {"name": "cam", "distribution": "wsolbench", "version": __version__,
                               "hooks": ["wsolbench_register_methods"],
-                              "registers": {"method": ["cam"], "dataset": [], "backbone": []}}
+                              "registers": {"method": ["cam"], "dataset": [], "backbone": [], "metric": []}}
     assert listing["backbones"]["registers"]["backbone"] == [
         "inception_v3", "mobilenet_v2", "resnet18", "resnet50", "vgg16"]
     assert {"cub", "imagenet", "openimages", "synthetic", "synthetic-masks"} <= \
@@ -49,7 +49,7 @@ def test_plugins_lists_a_plugin_that_failed_to_load_with_its_error(monkeypatch):
     listing = {entry["name"]: entry for entry in json.loads(result.stdout)}
     assert listing["broken"] == {"name": "broken", "distribution": "broken-dist",
                                  "error": "ImportError: No module named 'missing_dependency'"}
-    assert listing["spot"]["registers"] == {"method": ["spotlight"], "dataset": [], "backbone": []}
+    assert listing["spot"]["registers"] == {"method": ["spotlight"], "dataset": [], "backbone": [], "metric": []}
     assert listing["spot"]["version"] == "1.2.3"
 
 

@@ -40,6 +40,15 @@ def wsolbench_register_methods(register):
     """
 
 
+@hookspec
+def wsolbench_register_metrics(register):
+    """Register localization metrics: call ``register(name, metric_class)`` for each.
+
+    :param register: ``register(name: str, metric_class)``; ``metric_class`` is a torchmetrics ``Metric``
+        built as ``metric_class(cam_curve_interval=..., **options)``. The engine scores box datasets with the
+        metric named ``box_accuracy`` and mask datasets with ``pxap``.
+    """
+
 # --- observer hooks: called on the main process (rank 0) during ``wsolbench run`` ----------------------
 
 

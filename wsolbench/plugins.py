@@ -28,6 +28,7 @@ REGISTRATION_HOOKS = {
     "dataset": "wsolbench_register_datasets",
     "backbone": "wsolbench_register_backbones",
     "method": "wsolbench_register_methods",
+    "metric": "wsolbench_register_metrics",
 }
 
 

@@ -20,8 +20,7 @@ from wsolbench.errors import WsolbenchError
 from wsolbench.evaluate import Evaluation, report_json
 from wsolbench.method import Method
 from wsolbench.metrics import functional as F
-from wsolbench.metrics.boxacc import BoxAccuracy
-from wsolbench.metrics.pxap import PxAP
+from wsolbench.plugins import registry
 
 
 @torch.no_grad()
@@ -31,10 +30,11 @@ def evaluate_model(method: Method, model: nn.Module, loader, *, metadata_dir, an
     """Scores of ``model`` on the images of ``loader`` (this process's shard; results are global)."""
     was_training = model.training
     model.eval()
+    metrics = registry("metric")
     if annotation == "masks":
-        metric = PxAP(cam_curve_interval=cam_curve_interval)
+        metric = metrics.get("pxap")(cam_curve_interval=cam_curve_interval)
     else:
-        metric = BoxAccuracy(cam_curve_interval=cam_curve_interval, iou_thresholds=iou_thresholds)
+        metric = metrics.get("box_accuracy")(cam_curve_interval=cam_curve_interval, iou_thresholds=iou_thresholds)
     metric.to(processes.device)  # states live where the process group can reduce them (NCCL: on the GPU)
     correct = torch.zeros(3, dtype=torch.float64)  # top-1, top-5, images
     for batch in tqdm(loader, desc=description, leave=False, disable=None if processes.is_main else True):
