@@ -123,3 +123,36 @@ def test_a_method_batch_sampler_drives_training(tiny_root, tmp_path, monkeypatch
     monkeypatch.setattr(Method, "training_step", recording_step)
     fit.run(_config(epochs="1"), out_dir=tmp_path / "sampled", root=tiny_root, device="cpu")
     assert seen == [[0, 1], [0, 1]]
+
+
+def test_tensorboard_logger_writes_every_epoch_and_the_test_scores(tiny_root, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    calls = []
+
+    class FakeWriter:
+        def __init__(self, log_dir):
+            calls.append(("dir", log_dir))
+
+        def add_scalar(self, tag, value, step):
+            calls.append((tag, step))
+
+        def close(self):
+            calls.append(("close",))
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
+    fit.run(_config(epochs="1"), out_dir=tmp_path / "tb", root=tiny_root, device="cpu", loggers=("tensorboard",))
+    assert calls[0] == ("dir", str(tmp_path / "tb" / "tensorboard")) and calls[-1] == ("close",)
+    assert ("train_fullsup/maxboxacc_v2", 0) in calls and ("train_fullsup/maxboxacc_v2_per_iou/50", 1) in calls
+    assert ("train_fullsup/loss", 1) in calls and ("test/top1_loc", 1) in calls
+
+
+def test_tensorboard_without_the_package_is_a_one_line_error(tiny_root, tmp_path, monkeypatch):
+    import sys
+
+    from wsolbench.errors import WsolbenchError
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+    with pytest.raises(WsolbenchError, match=r"pip install 'wsolbench\[tensorboard\]'"):
+        fit.run(_config(epochs="0"), out_dir=tmp_path / "tb", root=tiny_root, device="cpu", loggers=("tensorboard",))

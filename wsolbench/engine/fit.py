@@ -44,6 +44,7 @@ class RunInfo:
     out_dir: Path
     device: str
     world_size: int
+    loggers: tuple[str, ...] = ()  #: observer plugins asked for with ``--log`` (e.g. "tensorboard")
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def run(config: RunConfig, *, out_dir: str | Path, root: str | Path | None = None, device: str = "auto",
         seed: int = 0, resume: bool = False, weights_path: str | None = None,
-        acceleration: Acceleration = Acceleration(), argv: list[str] | None = None) -> dict:
+        acceleration: Acceleration = Acceleration(), argv: list[str] | None = None, loggers=()) -> dict:
     """Train, select and test as :mod:`this module <wsolbench.engine.fit>` describes; return the run record.
 
     The record is written atomically to ``<out_dir>/record.json`` (by rank 0) only once the test split was
@@ -90,12 +91,13 @@ def run(config: RunConfig, *, out_dir: str | Path, root: str | Path | None = Non
     processes = start(device)
     try:
         return _run(config, out_dir, checkpoints, root, processes, seed, resume, weights_path, acceleration,
-                    argv or sys.argv)
+                    argv or sys.argv, tuple(loggers))
     finally:
         stop(processes)
 
 
-def _run(config, out_dir, checkpoints, root, processes: Processes, seed, resume, weights_path, acceleration, argv):
+def _run(config, out_dir, checkpoints, root, processes: Processes, seed, resume, weights_path, acceleration, argv,
+         loggers):
     started = time.perf_counter()
     if not resume and processes.is_main and (out_dir / "record.json").exists():
         raise WsolbenchError(f"{out_dir / 'record.json'} exists: choose another --out, or --resume to finish it")
@@ -147,7 +149,7 @@ def _run(config, out_dir, checkpoints, root, processes: Processes, seed, resume,
     elif processes.is_main and checkpoints.exists():
         shutil.rmtree(checkpoints)
 
-    info = RunInfo(config, out_dir, str(processes.device), processes.world_size)
+    info = RunInfo(config, out_dir, str(processes.device), processes.world_size, loggers)
     hooks = plugins().manager.hook
     if processes.is_main:
         hooks.wsolbench_run_start(run=info)
