@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -54,6 +55,7 @@ def run(method, dataset, backbone, root, epochs, seed, device, out_dir, override
 
     Launch with torchrun for several processes (DDP): torchrun --nproc-per-node 2 -m wsolbench run ...
     """
+    from wsolbench.data.datasets import resolve_spec
     from wsolbench.engine.fit import Acceleration
     from wsolbench.engine.fit import run as fit_run
     from wsolbench.protocol import resolve_run
@@ -61,15 +63,17 @@ def run(method, dataset, backbone, root, epochs, seed, device, out_dir, override
     overrides = dict(overrides)
     if epochs is not None:
         overrides["epochs"] = str(epochs)
-    config = resolve_run(method, dataset, backbone, overrides)
+    spec = resolve_spec(dataset, root)  # a registered name, or a folder of --root/metadata/ never seen before
+    config = resolve_run(method, spec, backbone, overrides)
     if no_pretrained and config.pretrained:
-        config = resolve_run(method, dataset, backbone, {**overrides, "pretrained": "false"})
+        config = resolve_run(method, spec, backbone, {**overrides, "pretrained": "false"})
     out_dir = out_dir or DEFAULT_RUNS_DIR / f"{config.dataset}-{config.method}-{config.backbone}-seed{seed}"
     record = fit_run(config, out_dir=out_dir, root=root, device=device, seed=seed, resume=resume,
                      weights_path=weights_path, acceleration=Acceleration(amp, channels_last, use_compile),
                      argv=["wsolbench", *sys.argv[1:]], loggers=loggers)
-    click.echo(summary_table(record))
-    click.echo(f"record: {out_dir / 'record.json'}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
+        click.echo(summary_table(record))
+        click.echo(f"record: {out_dir / 'record.json'}")
 
 
 def summary_table(record: dict) -> str:
