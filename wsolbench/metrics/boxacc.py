@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torchmetrics import Metric
 
 from wsolbench.metrics import functional as F
 from wsolbench.metrics._inputs import to_numpy, validated_scoremaps
+from wsolbench.metrics._summed import SummedStatistics
 
 LOC_IOU = 50  #: IoU threshold (percent) of MaxBoxAcc V1, GT-known Loc and Top-k Loc
 LOC_KINDS = ("gt_known", "top1", "top5")
@@ -66,7 +66,7 @@ def _grid_value(thresholds: np.ndarray, index: int) -> float:
     return round(float(thresholds[index]), 10)
 
 
-class BoxAccuracy(Metric):
+class BoxAccuracy(SummedStatistics):
     """Stateful box-localization metric (torchmetrics), exact for any batch split and under DDP.
 
     Parameters
@@ -77,8 +77,8 @@ class BoxAccuracy(Metric):
     loc_threshold : also report GT-known / Top-k Loc at this fixed threshold
     """
 
-    full_state_update = False
-    higher_is_better = True
+    #: from :func:`wsolbench.metrics.functional.box_statistics`
+    STATISTICS = ("num_images", "hits", "num_classified")
 
     def __init__(self, cam_curve_interval: float = 0.001, iou_thresholds=(30, 50, 70), loc_contours: str = "all",
                  loc_threshold: float | None = None, **kwargs):
@@ -109,13 +109,6 @@ class BoxAccuracy(Metric):
             class_scores, labels = to_numpy(class_scores), to_numpy(labels)
         self.add_statistics(F.box_statistics(scoremaps, [to_numpy(b) for b in gt_boxes], self.columns,
                                              self.counted_ious, labels, class_scores))
-
-    def add_statistics(self, statistics: dict) -> None:
-        """Add sufficient statistics from :func:`wsolbench.metrics.functional.box_statistics`."""
-        self._update_count += 1  # counts as an update for torchmetrics (statistics may come from workers)
-        for name in ("num_images", "hits", "num_classified"):
-            state = getattr(self, name)
-            state += torch.as_tensor(statistics[name], dtype=torch.long, device=state.device)
 
     def compute(self) -> BoxAccuracyResult:
         num_images = int(self.num_images)

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torchmetrics import Metric
 
 from wsolbench.metrics import functional as F
 from wsolbench.metrics._inputs import to_numpy, validated_scoremaps
+from wsolbench.metrics._summed import SummedStatistics
 
 
 @dataclass
@@ -29,11 +29,11 @@ class PxAPResult:
     recall: np.ndarray
 
 
-class PxAP(Metric):
+class PxAP(SummedStatistics):
     """Stateful PxAP; ``update(scoremaps, pixel_labels)`` with labels 1 foreground, 0 background, 255 ignore."""
 
-    full_state_update = False
-    higher_is_better = True
+    #: from :func:`wsolbench.metrics.functional.mask_statistics`
+    STATISTICS = ("num_images", "foreground_hist", "background_hist")
 
     def __init__(self, cam_curve_interval: float = 0.001, **kwargs):
         super().__init__(**kwargs)
@@ -47,13 +47,6 @@ class PxAP(Metric):
         """Add a batch of (B, H, W) maps in [0, 1] and (B, H, W) uint8 pixel labels."""
         self.add_statistics(F.mask_statistics(validated_scoremaps(scoremaps), [to_numpy(m) for m in pixel_labels],
                                               self.edges))
-
-    def add_statistics(self, statistics: dict) -> None:
-        """Add sufficient statistics from :func:`wsolbench.metrics.functional.mask_statistics`."""
-        self._update_count += 1  # counts as an update for torchmetrics (statistics may come from workers)
-        for name in ("num_images", "foreground_hist", "background_hist"):
-            state = getattr(self, name)
-            state += torch.as_tensor(statistics[name], dtype=torch.long, device=state.device)
 
     def compute(self) -> PxAPResult:
         pxap, precision, recall = F.pxap_from_histograms(self.foreground_hist.cpu().numpy(),
