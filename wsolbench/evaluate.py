@@ -160,8 +160,7 @@ def evaluate_split(metadata_dir: str | Path, scoremap_dir: str | Path, *, mask_r
         raise WsolbenchError(f"{metadata.folder}: {error}") from None
     evaluation = Evaluation(Path(metadata_dir), cam_curve_interval, result, resized=resized)
     if scores is not None:
-        evaluation.top1_cls, evaluation.top5_cls = (
-            sum(F.topk_correct(s, y, k) for s, y in zip(scores, labels)) * 100.0 / len(ids) for k in (1, 5))
+        evaluation.top1_cls, evaluation.top5_cls = (int(c) * 100.0 / len(ids) for c in F.topk_correct_counts(scores, labels))
     return evaluation
 
 

@@ -14,16 +14,10 @@ from wsolbench.cli_options import ManyValuesOption
 DEFAULT_RUNS_DIR = Path("runs")
 
 
-def _pairs(ctx, param, values):
-    if not values:
-        return {}
-    pairs = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
-        pairs[key.strip()] = value.strip()
-    return pairs
+def _overrides(ctx, param, values):
+    from wsolbench.protocol import parse_overrides
+
+    return parse_overrides(values or ())
 
 
 @click.command()
@@ -37,7 +31,7 @@ def _pairs(ctx, param, values):
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Run folder (record.json, checkpoints/); default runs/<dataset>-<method>-<backbone>-seed<N>.")
-@click.option("--set", "overrides", cls=ManyValuesOption, type=click.UNPROCESSED, callback=_pairs,
+@click.option("--set", "overrides", cls=ManyValuesOption, type=click.UNPROCESSED, callback=_overrides,
               help="Override protocol values: --set lr=0.001 epochs=3 (recorded; the run is off-protocol).")
 @click.option("--resume", is_flag=True, help="Finish an interrupted run from its last checkpoint.")
 @click.option("--weights", "weights_path", type=click.Path(dir_okay=False, exists=True),

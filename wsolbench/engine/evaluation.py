@@ -47,8 +47,7 @@ def evaluate_model(method: Method, model: nn.Module, loader, *, metadata_dir, an
             metric.update(maps, batch["mask"].cpu().numpy())
         else:
             metric.update(maps, [b.cpu().numpy() for b in batch["boxes"]], labels, logits)
-        correct += torch.tensor([sum(F.topk_correct(s, y, k) for s, y in zip(logits, labels)) for k in (1, 5)]
-                                + [len(labels)], dtype=torch.float64)
+        correct += torch.tensor([*F.topk_correct_counts(logits, labels), len(labels)], dtype=torch.float64)
     model.train(was_training)
     top1, top5, count = sum_across(correct, processes).tolist()
     evaluation = Evaluation(metadata_dir, cam_curve_interval, metric.compute(),

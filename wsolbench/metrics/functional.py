@@ -187,6 +187,11 @@ def topk_correct(class_scores: np.ndarray, label: int, k: int) -> bool:
     return bool(label in order[:k])
 
 
+def topk_correct_counts(class_scores, labels, ks=(1, 5)) -> np.ndarray:
+    """For each ``k`` in ``ks``, how many images have their label among the ``k`` highest scores."""
+    return np.array([sum(topk_correct(s, y, k) for s, y in zip(class_scores, labels)) for k in ks], dtype=np.int64)
+
+
 def resize_mask(mask: np.ndarray, size: int = RESIZE_LENGTH) -> np.ndarray:
     """Binary mask of a grayscale annotation: nearest-neighbour resize to ``size`` x ``size``, then ``> 0.5``."""
     mask = np.asarray(mask, dtype=np.float32)
