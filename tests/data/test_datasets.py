@@ -182,3 +182,11 @@ def test_synthetic_opens_without_a_root_from_the_cache():
 def test_a_real_dataset_needs_a_root():
     with pytest.raises(WsolbenchError, match="dataset 'cub' needs a data root"):
         open_dataset("cub", split="test")
+
+
+@pytest.mark.parametrize("name", ["mine", "synthetic"])
+def test_a_plugin_dataset_in_a_builtin_synthetic_folder_still_needs_a_root(name):
+    # same folder, classes and annotation as the built-in "synthetic", but not the registered spec
+    spec = DatasetSpec(name=name, folder="SYNTHETIC", num_classes=10, annotation="boxes")
+    with pytest.raises(WsolbenchError, match=f"dataset '{name}' needs a data root"):
+        open_dataset(spec, split="val")

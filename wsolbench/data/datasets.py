@@ -184,7 +184,8 @@ def resolve_spec(name_or_spec: str | DatasetSpec, root: str | os.PathLike | None
 
 
 def default_root(spec: DatasetSpec) -> Path:
-    """The root used when none is given: the generated cache for the synthetic datasets."""
+    """The root used when none is given: the generated cache for the built-in synthetic datasets, an error
+    naming the dataset for any other (a plugin's dataset is never read from the cache implicitly)."""
     from wsolbench.data import synthetic
 
     root = synthetic.default_root(spec)
@@ -198,7 +199,7 @@ def open_dataset(name_or_spec: str | DatasetSpec, root: str | os.PathLike | None
                  target_size: int = RESIZE_LENGTH) -> WsolDataset:
     """Open ``split`` of a dataset; ``train`` defaults to ``split == "train"`` (training transform, no targets).
 
-    ``root`` may be left out for the synthetic datasets, which are then generated into the cache once.
+    ``root`` may be left out for the built-in synthetic datasets, which are then generated into the cache once.
     """
     spec = resolve_spec(name_or_spec, root)
     root = default_root(spec) if root is None else root

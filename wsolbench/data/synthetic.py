@@ -293,8 +293,13 @@ def cached(params: SynthParams = SynthParams()) -> Path:
 
 
 def default_root(spec: DatasetSpec) -> Path | None:
-    """The cached default-parameter root for a synthetic dataset's spec; None for any other dataset."""
-    for variant, folder in FOLDERS.items():
-        if spec.folder == folder:
-            return cached(SynthParams(variant=variant))
+    """The cached default-parameter root when ``spec`` is one of the built-in synthetic specs
+    (``synthetic``, ``synthetic-masks`` of :mod:`wsolbench.data.builtin`, compared field by field); None for
+    any other spec, even one whose folder is named like theirs: only these are generated implicitly."""
+    from wsolbench.data.builtin import BUILTIN_DATASETS  # imports this module: deferred
+
+    variants = {folder: variant for variant, folder in FOLDERS.items()}
+    for builtin in BUILTIN_DATASETS:
+        if builtin.folder in variants and spec == builtin:
+            return cached(SynthParams(variant=variants[builtin.folder]))
     return None
