@@ -10,10 +10,14 @@ metric is computed (224, wsolevaluation §2.5 and §2.7, whatever the input size
 
 :func:`collate` batches items (boxes stay a list: their count varies per image). :func:`open_dataset`
 opens a registered dataset, a :class:`DatasetSpec`, or any folder of a root in the layout by its name.
+:func:`sample_per_class` keeps a seeded random subset of each class (wsolevaluation's
+``--num_val_sample_per_class``, the paper's reduced train-fullsup).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
 from pathlib import Path
 
@@ -131,6 +135,53 @@ class WsolDataset(Dataset):
         if self.with_localization:
             item.update(self.localization_target(index))
         return item
+
+
+def sample_per_class(dataset: WsolDataset, per_class: int, seed: int) -> WsolDataset:
+    """``dataset`` reduced to ``per_class`` images of each class, drawn at random without replacement.
+
+    Class ``c``'s images are drawn with ``numpy.random.default_rng([seed, c]).choice(n_c, per_class,
+    replace=False)`` over its ``n_c`` images in split order, so a seed fixes the subset and each class's
+    draw is independent of the others. A class with at most ``per_class`` images keeps all of them (CUB's
+    train-fullsup has a class of 3). The result keeps the split's order of ids and shares the spec, root,
+    transform and target size of ``dataset``; its metadata lists only the kept ids. ``per_class=0`` returns
+    ``dataset`` itself.
+    """
+    if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < 0:
+        raise WsolbenchError(f"num_val_sample_per_class must be a non-negative integer (0 = all images), "
+                             f"got {per_class!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise WsolbenchError(f"the sampling seed must be a non-negative integer, got {seed!r}")
+    if per_class == 0:
+        return dataset
+    by_class: dict[int, list[int]] = {}
+    for index in range(len(dataset)):
+        by_class.setdefault(dataset.label(index), []).append(index)
+    kept = []
+    for label, indices in by_class.items():
+        if len(indices) <= per_class:
+            kept += indices
+        else:
+            chosen = np.random.default_rng([seed, label]).choice(len(indices), per_class, replace=False)
+            kept += [indices[i] for i in chosen]
+    return _with_image_ids(dataset, tuple(dataset.image_ids[i] for i in sorted(kept)))
+
+
+def _with_image_ids(dataset: WsolDataset, image_ids: tuple[str, ...]) -> WsolDataset:
+    """A copy of ``dataset`` over ``image_ids`` (a subset of its ids), metadata restricted to them."""
+    metadata = dataset.metadata
+    ids = set(image_ids)
+
+    def restricted(table: dict) -> dict:
+        return {image_id: value for image_id, value in table.items() if image_id in ids}
+
+    subset = copy.copy(dataset)
+    subset.metadata = dataclasses.replace(
+        metadata, image_ids=image_ids, class_labels=restricted(metadata.class_labels),
+        image_sizes=restricted(metadata.image_sizes), boxes=restricted(metadata.boxes),
+        masks=restricted(metadata.masks))
+    subset.image_ids = image_ids
+    return subset
 
 
 def collate(items: list[dict]) -> dict:
