@@ -203,6 +203,79 @@ def test_bad_taps_are_errors(built):
         model.forward_to(torch.zeros(1, 3, 32, 32), "conv5_3")
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_forward_with_features_and_taps_is_one_pass_of_the_same_values(built, images, name):
+    model = built[name]
+    asked = (model.split_tap, model.taps[0])
+    with torch.no_grad():
+        plain = model(images)
+        expected_features = model.features(images)
+        out = model(images, with_features=True, taps=asked)
+        features_only = model(images, with_features=True)
+    assert isinstance(plain, torch.Tensor)
+    torch.testing.assert_close(plain, model.logits(expected_features))
+    assert isinstance(out, backbones.BackboneOutput) and list(out.taps) == list(asked)
+    torch.testing.assert_close(out.features, expected_features)
+    torch.testing.assert_close(out.logits, plain)
+    for tap in asked:
+        torch.testing.assert_close(out.taps[tap], model.forward_to(images, tap))
+    torch.testing.assert_close(features_only.features, expected_features)
+    assert features_only.taps == {}
+
+
+def test_taps_are_read_after_the_inserted_module(built, images):
+    model = copy.deepcopy(built["resnet18"])
+    model.insert_after("layer3.0", Zero())
+    with torch.no_grad():
+        out = model(images, taps=["layer3.0", "layer2.1"])
+        expected_layer2 = model.forward_to(images, "layer2.1")
+    assert torch.count_nonzero(out.taps["layer3.0"]) == 0  # Zero ran before the activation was kept
+    torch.testing.assert_close(out.taps["layer2.1"], expected_layer2)
+    assert torch.count_nonzero(expected_layer2) > 0
+    torch.testing.assert_close(out.features, model.features(images))
+
+
+def test_asking_for_an_unknown_tap_or_a_bare_string_is_an_error(built, images):
+    model = built["resnet18"]
+    with pytest.raises(WsolbenchError, match="resnet18 has no tap 'conv5_3'"):
+        model(images, taps=("conv5_3",))
+    with pytest.raises(WsolbenchError, match="taps must be a sequence of tap names, not the string 'layer4.0'"):
+        model(images, taps="layer4.0")
+
+
+def test_backbone_output_is_a_pytree_so_ddp_and_compile_see_its_tensors():
+    from torch.utils import _pytree
+
+    logits, features, tap = torch.zeros(1, 2), torch.ones(1, 3, 2, 2), torch.full((1, 4), 2.0)
+    leaves, spec = _pytree.tree_flatten(backbones.BackboneOutput(logits, features, {"t": tap}))
+    assert len(leaves) == 3 and {id(leaf) for leaf in leaves} == {id(logits), id(features), id(tap)}
+    rebuilt = _pytree.tree_unflatten(leaves, spec)
+    assert isinstance(rebuilt, backbones.BackboneOutput) and rebuilt.taps["t"] is tap
+
+
+def test_features_reach_the_loss_through_ddp_with_the_same_gradients(tmp_path):
+    """One gloo process: DDP's only door is forward, so the features come back through it."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    torch.manual_seed(3)
+    model = create_backbone("resnet18", 3, pretrained=False).eval()
+    reference = copy.deepcopy(model)
+    images = torch.randn(2, 3, 32, 32)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        wrapped = DistributedDataParallel(model, find_unused_parameters=True)
+        out = wrapped(images, with_features=True, taps=("layer4.0",))
+        (out.logits.sum() + out.features.mean() + out.taps["layer4.0"].mean()).backward()
+    finally:
+        dist.destroy_process_group()
+    features = reference.features(images)
+    loss = reference.logits(features).sum() + features.mean() + reference.forward_to(images, "layer4.0").mean()
+    loss.backward()
+    for (name, ours), theirs in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(ours.grad, theirs.grad, msg=name)
+
+
 def test_vgg_large_map_has_no_pool4_tap():
     model = create_backbone("vgg16", 3, pretrained=False, large_feature_map=True)
     assert "pool4" not in model.taps and "conv4_3" in model.taps

@@ -1,9 +1,14 @@
 """CAM-ready backbones built on torchvision's model definitions, with named taps.
 
-Every backbone is a :class:`CamBackbone`:
+Every backbone is a :class:`CamBackbone`, whose class docstring is the contract a backbone plugin
+implements (what a subclass must define, what it may); a subclass that lacks a required attribute fails
+when it is defined, a registered class that leaves an abstract method undefined fails at registration,
+and :func:`create_backbone` checks what a factory function builds.
 
 - ``features(x)`` is the map the CAM is read from, (B, K, h, w); ``logits(feature_map)`` the class scores;
-  ``forward(x) == logits(features(x))``.
+  ``forward(x) == logits(features(x))``. ``forward(x, with_features=True, taps=(...))`` returns a
+  :class:`BackboneOutput` (logits, feature map, the asked taps' activations) from the same single pass:
+  the way a method gets features through ``DistributedDataParallel``, whose only door is ``forward``.
 - ``cam(feature_map, labels)`` is the class activation map (B, h, w) the wsolevaluation way. For the
   GAP + fc backbones it is the channel *mean* of ``fc.weight[label, k] * feature_map[k]`` (the weighted sum
   divided by K; no bias, no ReLU). For inception_v3 it is the label channel of the 1x1 class conv (bias
@@ -12,7 +17,8 @@ Every backbone is a :class:`CamBackbone`:
 - ``taps`` names, in forward order, the points whose activation a module can be inserted after
   (``insert_after``); the last tap is the feature map itself. ``adl_taps`` are the three ADL insertion
   points and ``split_tap`` the point after which the feature-direction alignment method erases
-  (``forward_from(drop(forward_to(x, split_tap)), split_tap)`` runs the shared tail).
+  (``forward_from(drop(forward_to(x, split_tap)), split_tap)`` runs the shared tail); both are optional
+  for a plugin backbone, and reading one it does not define is a one-line error.
 
 ================  =======================  ==========================  ================  ================
 name              feature map at 224       adl_taps                    split_tap         K
@@ -52,9 +58,10 @@ import abc
 import fnmatch
 import functools
 import socket
-from dataclasses import dataclass
+import inspect
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -85,17 +92,87 @@ class ParamSplit:
         return matches(self.boosted) and not matches(self.excluded)
 
 
-class CamBackbone(nn.Module, abc.ABC):
-    """A classification network whose CAM can be read from ``features(x)``; see the module docstring."""
+@dataclass
+class BackboneOutput:
+    """What ``CamBackbone.forward(x, with_features=True)`` (or with ``taps``) returns, from one pass:
+    ``logits`` (B, C) ``== backbone.logits(features)``; ``features`` the feature map ``features(x)``;
+    ``taps`` the activation at each asked tap name, after any module inserted there (``forward_to``).
+    Registered as a pytree node where torch allows, so DDP and ``torch.compile`` see its tensors."""
 
-    #: top-level submodules that torchvision's ImageNet weights do not cover (freshly initialised)
+    logits: Tensor
+    features: Tensor
+    taps: dict[str, Tensor] = field(default_factory=dict)
+
+
+def _register_pytree_node(cls: type) -> None:
+    from torch.utils import _pytree  # DDP and torch.compile flatten outputs with it
+
+    register = getattr(_pytree, "register_dataclass", None)  # torch >= 2.2
+    if register is not None:
+        register(cls)
+
+
+_register_pytree_node(BackboneOutput)
+
+
+class _Optional:
+    """An optional class attribute of :class:`CamBackbone`: reading it on a backbone whose class (or
+    instance) does not set it is a one-line :class:`WsolbenchError` naming the backbone and who needs it."""
+
+    def __init__(self, needed_by: str):
+        self.needed_by = needed_by
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, backbone, owner=None):
+        if backbone is None:
+            return self
+        raise WsolbenchError(f"backbone {getattr(backbone, 'arch', '?')!r} ({type(backbone).__name__}) defines no "
+                             f"{self.name}, which {self.needed_by} need: set it on the class")
+
+
+#: class attributes every concrete :class:`CamBackbone` sets (checked when the class is defined)
+REQUIRED_ATTRIBUTES = ("new_layers", "reference_split")
+#: class attributes a :class:`CamBackbone` may set; methods that need one fail clearly when it is absent
+OPTIONAL_ATTRIBUTES = ("adl_taps", "split_tap")
+
+
+class CamBackbone(nn.Module, abc.ABC):
+    """A classification network whose CAM can be read from ``features(x)``; see the module docstring.
+
+    The contract of a backbone plugin. A concrete subclass must define:
+
+    - the abstract methods ``stages()`` (the forward pass up to the feature map as ordered ``(tap name,
+      stage)`` pairs), ``logits(feature_map)``, ``cam(feature_map, labels)``, the ``classifier`` property
+      and ``torchvision_key(key)`` (return None for every key when there are no torchvision weights);
+    - the class attributes ``new_layers`` (tuple of top-level submodule names the ImageNet weights do not
+      cover; the ``"new_layers"`` lr split boosts them) and ``reference_split`` (a :class:`ParamSplit`:
+      the reference code's lr split, the default of :func:`param_groups`).
+
+    It may define ``adl_taps`` (three tap names: where ADL inserts its drop masks) and ``split_tap`` (one
+    tap name: where the feature-direction alignment method erases); methods that insert modules read
+    them, and reading one a backbone lacks raises a one-line :class:`WsolbenchError`. Each of the four may
+    be a plain class attribute or a property (for values that depend on the instance, as ResNet's
+    ``adl_taps``). ``__init__`` must call ``super().__init__(arch, num_classes, large_feature_map)``.
+
+    A concrete subclass missing a required attribute fails when the class is defined; a class registered
+    through ``wsolbench_register_backbones`` that leaves an abstract method undefined fails at
+    registration; :func:`create_backbone` checks what a factory function returns (a CamBackbone whose
+    attributes have the right types and name existing taps).
+    """
+
     new_layers: tuple[str, ...]
-    #: the lr split of the reference code (wsolevaluation; MinMaxCAM for mobilenet_v2)
     reference_split: ParamSplit
-    #: the three ADL insertion points
-    adl_taps: tuple[str, ...]
-    #: the tap after which the feature-direction alignment method erases
-    split_tap: str
+    adl_taps: tuple[str, ...] = _Optional("ADL-style methods (modules inserted at three taps)")
+    split_tap: str = _Optional("feature-erasing methods such as align")
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not _abstract_names(cls):
+            problem = _class_problem(cls)
+            if problem:
+                raise WsolbenchError(problem)
 
     def __init__(self, arch: str, num_classes: int, large_feature_map: bool):
         super().__init__()
@@ -165,10 +242,21 @@ class CamBackbone(nn.Module, abc.ABC):
         self._check_tap(tap)
         return self._run(activation, after=tap)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.logits(self.features(x))
+    def forward(self, x: Tensor, *, with_features: bool = False, taps: Sequence[str] = ()) -> Tensor | BackboneOutput:
+        """The logits ``logits(features(x))``; with ``with_features`` or ``taps``, a :class:`BackboneOutput`
+        holding the logits, the feature map and the activation at each tap of ``taps`` (one pass)."""
+        if not with_features and not taps:
+            return self.logits(self.features(x))
+        if isinstance(taps, str):
+            raise WsolbenchError(f"{self.arch}: taps must be a sequence of tap names, not the string {taps!r}")
+        for tap in taps:
+            self._check_tap(tap)
+        captured: dict[str, Tensor] = {}
+        feature_map = self._run(x, capture=frozenset(taps), captured=captured)
+        return BackboneOutput(self.logits(feature_map), feature_map, {tap: captured[tap] for tap in taps})
 
-    def _run(self, x: Tensor, after: str | None = None, until: str | None = None) -> Tensor:
+    def _run(self, x: Tensor, after: str | None = None, until: str | None = None,
+             capture: frozenset[str] = frozenset(), captured: dict[str, Tensor] | None = None) -> Tensor:
         running = after is None
         for name, stage in self.stages():
             if not running:
@@ -178,6 +266,8 @@ class CamBackbone(nn.Module, abc.ABC):
             key = _module_key(name)
             if key in self.inserted:
                 x = self.inserted[key](x)
+            if name in capture:
+                captured[name] = x
             if name == until:
                 break
         return x
@@ -189,6 +279,88 @@ class CamBackbone(nn.Module, abc.ABC):
 
 def _module_key(tap: str) -> str:
     return tap.replace(".", "_")
+
+
+# --- the contract's checks --------------------------------------------------------------------------
+
+
+def _abstract_names(cls: type) -> list[str]:
+    """The abstract methods ``cls`` leaves undefined (as ``abc`` computes them, usable before it does)."""
+    names = {name for name, value in vars(cls).items() if getattr(value, "__isabstractmethod__", False)}
+    for base in cls.__mro__[1:]:
+        for name in getattr(base, "__abstractmethods__", ()):
+            if getattr(getattr(cls, name, None), "__isabstractmethod__", False):
+                names.add(name)
+    return sorted(names)
+
+
+def _is_str_tuple(value) -> bool:
+    return isinstance(value, (tuple, list)) and all(isinstance(item, str) for item in value)
+
+
+#: attribute -> (accepts the value, what it should be)
+_ATTRIBUTE_TYPES = {
+    "new_layers": (_is_str_tuple, "a tuple of submodule names"),
+    "reference_split": (lambda value: isinstance(value, ParamSplit), "a ParamSplit"),
+    "adl_taps": (_is_str_tuple, "a tuple of tap names"),
+    "split_tap": (lambda value: isinstance(value, str), "a tap name"),
+}
+
+
+def _attribute_problems(owner, names) -> list[str]:
+    """Wrong-typed ones among ``names`` on a class or instance (properties on a class are not evaluated)."""
+    problems = []
+    for name in names:
+        value = inspect.getattr_static(owner, name, None)
+        if isinstance(value, _Optional) or (isinstance(owner, type) and isinstance(value, property)):
+            continue
+        value = getattr(owner, name)
+        accepts, expected = _ATTRIBUTE_TYPES[name]
+        if not accepts(value):
+            problems.append(f"{name} must be {expected}, got {value!r}")
+    return problems
+
+
+def _class_problem(cls: type) -> str | None:
+    """Why the concrete subclass ``cls`` breaks the :class:`CamBackbone` contract, in one line, or None."""
+    missing = [name for name in REQUIRED_ATTRIBUTES if not hasattr(cls, name)]
+    if missing:
+        return (f"backbone class {cls.__qualname__} does not define {', '.join(missing)} (required class "
+                f"attributes of wsolbench.backbones.CamBackbone; see its docstring)")
+    problems = _attribute_problems(cls, (*REQUIRED_ATTRIBUTES, *OPTIONAL_ATTRIBUTES))
+    return f"backbone class {cls.__qualname__}: {'; '.join(problems)}" if problems else None
+
+
+def registration_problem(factory) -> str | None:
+    """Why ``factory`` cannot be registered as a backbone, in one line, or None. A class must be a complete
+    :class:`CamBackbone` subclass; any other callable is checked on what it builds (:func:`create_backbone`)."""
+    if isinstance(factory, type):
+        if not issubclass(factory, CamBackbone):
+            return f"class {factory.__qualname__} is not a subclass of wsolbench.backbones.CamBackbone"
+        abstract = _abstract_names(factory)
+        if abstract:
+            return (f"backbone class {factory.__qualname__} does not define {', '.join(abstract)} "
+                    "(abstract methods of wsolbench.backbones.CamBackbone)")
+        return _class_problem(factory)
+    if not callable(factory):
+        return f"{factory!r} is neither a CamBackbone subclass nor a factory function"
+    return None
+
+
+def _built_problem(model) -> str | None:
+    """Why a factory's product breaks the contract, in one line, or None."""
+    if not isinstance(model, CamBackbone):
+        return f"built {type(model).__name__}, which is not a wsolbench.backbones.CamBackbone"
+    problems = _attribute_problems(model, (*REQUIRED_ATTRIBUTES, *OPTIONAL_ATTRIBUTES))
+    taps = model.taps
+    for name in OPTIONAL_ATTRIBUTES:
+        if problems or isinstance(inspect.getattr_static(model, name, None), _Optional):
+            continue
+        value = getattr(model, name)
+        unknown = [tap for tap in ((value,) if isinstance(value, str) else value) if tap not in taps]
+        if unknown:
+            problems.append(f"{name} names no tap: {', '.join(map(repr, unknown))} (taps: {', '.join(taps)})")
+    return f"built {type(model).__qualname__}: {'; '.join(problems)}" if problems else None
 
 
 class GapFcBackbone(CamBackbone):
@@ -275,8 +447,12 @@ class ResNetCam(GapFcBackbone):
         self.conv1, self.bn1, self.relu, self.maxpool = resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4
         self.fc = resnet.fc
-        self.adl_taps = ("layer3.0", "layer4.0", f"layer4.{len(self.layer4) - 1}")
         _init_wsolevaluation(self, conv_init="xavier")
+
+    @property
+    def adl_taps(self) -> tuple[str, ...]:
+        """layer3.0, layer4.0 and the last block of layer4 (layer4.2 for resnet50, layer4.1 for resnet18)."""
+        return ("layer3.0", "layer4.0", f"layer4.{len(self.layer4) - 1}")
 
     def stages(self) -> list[tuple[str, Stage]]:
         stages: list[tuple[str, Stage]] = [("stem", self._stem)]
@@ -561,10 +737,16 @@ def wsolbench_register_backbones(register: Callable[[str, Callable[..., CamBackb
 
 
 def create_backbone(name: str, num_classes: int, **kwargs) -> CamBackbone:
-    """Build the backbone registered as ``name`` by any loaded plugin (unknown: an error naming close ones)."""
+    """Build the backbone registered as ``name`` by any loaded plugin (unknown: an error naming close ones);
+    a product that breaks the :class:`CamBackbone` contract is a one-line error naming ``name``."""
     from wsolbench.plugins import registry
 
-    return registry("backbone").get(name)(num_classes, **kwargs)
+    backbones = registry("backbone")
+    model = backbones.get(name)(num_classes, **kwargs)
+    problem = _built_problem(model)
+    if problem:
+        raise WsolbenchError(f"backbone {name!r} ({backbones.source(name)}) {problem}")
+    return model
 
 
 def _split_named(backbone: CamBackbone, split: ParamSplit) -> tuple[list[nn.Parameter], list[nn.Parameter]]:

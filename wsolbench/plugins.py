@@ -95,7 +95,7 @@ def load_plugins() -> LoadedPlugins:
         name = infos[id(error.plugin)].name if id(error.plugin) in infos else error.plugin
         raise WsolbenchError(f"plugin {name!r} implements an unknown hook: {error}") from None
 
-    registries = {kind: Registry(kind) for kind in REGISTRATION_HOOKS}
+    registries = {kind: Registry.for_kind(kind) for kind in REGISTRATION_HOOKS}
     for kind, hook_name in REGISTRATION_HOOKS.items():
         for impl in getattr(manager.hook, hook_name).get_hookimpls():
             info = infos[id(impl.plugin)]

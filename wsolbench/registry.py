@@ -2,13 +2,16 @@
 
 A name identifies a result on the leaderboard, so registering a name twice is an error that names both
 distributions (unlike timm, which only warns). Lookups accept fnmatch patterns (``names("resnet*")``).
+A registry may check each object as it is registered (``Registry(kind, check=...)``);
+:meth:`Registry.for_kind` gives each kind its check from :data:`CHECKS` (backbones: the
+:class:`~wsolbench.backbones.CamBackbone` contract).
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
-from typing import Generic, TypeVar
+from typing import Callable, Generic, TypeVar
 
 from wsolbench.errors import WsolbenchError
 
@@ -23,12 +26,32 @@ class UnknownNameError(WsolbenchError):
     """A name that no loaded plugin registered."""
 
 
-class Registry(Generic[T]):
-    """Registered objects of one kind (``"method"``, ``"dataset"``, ...), each with its source distribution."""
+def _backbone_problem(obj) -> str | None:
+    from wsolbench.backbones import registration_problem  # torch: only once a backbone is registered
 
-    def __init__(self, kind: str):
+    return registration_problem(obj)
+
+
+#: kind -> the check :meth:`Registry.for_kind` gives that kind's registry
+CHECKS: dict[str, Callable[[object], str | None]] = {"backbone": _backbone_problem}
+
+
+class Registry(Generic[T]):
+    """Registered objects of one kind (``"method"``, ``"dataset"``, ...), each with its source distribution.
+
+    ``check(obj)``, when given, runs on every registered object and returns why it cannot be registered
+    (one line) or None; a reason is a :class:`WsolbenchError` naming the source, the kind and the name.
+    """
+
+    def __init__(self, kind: str, check: Callable[[T], str | None] | None = None):
         self.kind = kind
+        self.check = check
         self._entries: dict[str, tuple[T, str]] = {}
+
+    @classmethod
+    def for_kind(cls, kind: str) -> Registry:
+        """A registry of ``kind`` with that kind's check from :data:`CHECKS` (none for the other kinds)."""
+        return cls(kind, check=CHECKS.get(kind))
 
     def register(self, name: str, obj: T, source: str) -> None:
         """Add ``obj`` under ``name``; ``source`` is the distribution (or plugin) registering it."""
@@ -37,6 +60,9 @@ class Registry(Generic[T]):
         if name in self._entries:
             raise DuplicateNameError(
                 f"{self.kind} {name!r} is registered twice: by {self._entries[name][1]} and by {source}")
+        problem = self.check(obj) if self.check is not None else None
+        if problem:
+            raise WsolbenchError(f"{source} registered {self.kind} {name!r}, which breaks the contract: {problem}")
         self._entries[name] = (obj, source)
 
     def get(self, name: str) -> T:
