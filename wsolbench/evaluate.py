@@ -4,7 +4,9 @@
 if asked: the statistics are sums, so the result does not depend on how images are divided), and returns
 :class:`~wsolbench.metrics.boxacc.BoxAccuracyResult` for box splits or
 :class:`~wsolbench.metrics.pxap.PxAPResult` for mask splits, plus Top-k classification when class scores
-are given. :func:`report_json` and :func:`report_table` format the outcome.
+are given, as an :class:`~wsolbench.metrics.scores.Evaluation`. :func:`report_table` formats it for people;
+the JSON score dict is :func:`wsolbench.metrics.scores.report_json`, the schema the training engine reports
+too (``Evaluation`` and ``report_json`` are importable from here as well).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import math
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,21 +23,12 @@ from tqdm import tqdm
 from wsolbench.data.metadata import SplitMetadata, read_split
 from wsolbench.errors import WsolbenchError
 from wsolbench.metrics import functional as F
-from wsolbench.metrics.boxacc import BoxAccuracy, BoxAccuracyResult
-from wsolbench.metrics.pxap import PxAP, PxAPResult
+from wsolbench.metrics.boxacc import BoxAccuracy
+from wsolbench.metrics.pxap import PxAP
+from wsolbench.metrics.scores import Evaluation, PxAPResult, report_json
 from wsolbench.scoremaps import ScoringJob, score_job, single_threaded_worker
 
-
-@dataclass
-class Evaluation:
-    """The outcome of scoring one split."""
-
-    metadata_dir: Path
-    cam_curve_interval: float
-    result: BoxAccuracyResult | PxAPResult
-    top1_cls: float | None = None
-    top5_cls: float | None = None
-    resized: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
+__all__ = ["Evaluation", "evaluate_split", "load_class_scores", "report_json", "report_table"]
 
 
 def load_class_scores(path: str | Path, metadata: SplitMetadata) -> np.ndarray:
@@ -162,46 +154,6 @@ def evaluate_split(metadata_dir: str | Path, scoremap_dir: str | Path, *, mask_r
     if scores is not None:
         evaluation.top1_cls, evaluation.top5_cls = (int(c) * 100.0 / len(ids) for c in F.topk_correct_counts(scores, labels))
     return evaluation
-
-
-def report_json(evaluation: Evaluation, curves: bool = False) -> dict:
-    """The JSON object ``wsolbench evaluate --json`` prints (accuracies in percent, IoU keys as strings)."""
-    result = evaluation.result
-    out = {"metadata": str(evaluation.metadata_dir), "num_images": result.num_images,
-           "cam_curve_interval": evaluation.cam_curve_interval}
-    if isinstance(result, PxAPResult):
-        out["pxap"] = result.pxap
-        if curves:
-            out["pr_curve"] = {"precision": _finite_list(result.precision), "recall": result.recall.tolist()}
-    else:
-        keyed = lambda table: {str(k): v for k, v in table.items()}  # noqa: E731
-        out.update(
-            iou_thresholds=list(result.iou_thresholds),
-            maxboxacc=result.maxboxacc,
-            maxboxacc_per_iou=keyed(result.maxboxacc_per_iou),
-            best_threshold_v1=keyed(result.best_threshold_v1),
-            maxboxacc_v2=result.maxboxacc_v2,
-            maxboxacc_v2_per_iou=keyed(result.maxboxacc_v2_per_iou),
-            best_threshold=keyed(result.best_threshold),
-            loc_contours=result.loc_contours,
-            loc_threshold=result.loc_threshold,
-        )
-        for kind, loc in result.loc.items():
-            out[f"{kind}_loc"] = loc.best
-            out[f"{kind}_loc_best_threshold"] = loc.best_threshold
-            if loc.fixed is not None:
-                out[f"{kind}_loc_at_threshold"] = loc.fixed
-        if curves:
-            out["thresholds"] = [round(float(t), 10) for t in result.thresholds]
-            out["curves"] = {mode: keyed({d: c.tolist() for d, c in table.items()})
-                             for mode, table in result.curves.items()}
-    if evaluation.top1_cls is not None:
-        out["top1_cls"], out["top5_cls"] = evaluation.top1_cls, evaluation.top5_cls
-    return out
-
-
-def _finite_list(values: np.ndarray) -> list:
-    return [None if not math.isfinite(v) else v for v in values.tolist()]
 
 
 def report_table(evaluation: Evaluation) -> str:

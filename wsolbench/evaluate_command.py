@@ -49,7 +49,8 @@ def evaluate(metadata_dir, scoremap_dir, mask_root, cam_curve_interval, iou_thre
     Reports MaxBoxAcc (V1), MaxBoxAccV2 with per-IoU values and best thresholds, GT-known Loc and, with
     --logits, Top-1/Top-5 Loc and classification; PxAP for mask-annotated splits. Percent throughout.
     """
-    from wsolbench.evaluate import evaluate_split, report_json, report_table
+    from wsolbench.evaluate import evaluate_split, report_table
+    from wsolbench.metrics.scores import report_json
 
     evaluation = evaluate_split(metadata_dir, scoremap_dir, mask_root=mask_root, class_scores_file=logits_file,
                                 cam_curve_interval=cam_curve_interval, iou_thresholds=iou_thresholds,

@@ -19,46 +19,16 @@ threshold ``tau`` is ``>= delta / 100``; see :mod:`wsolbench.metrics.functional`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 
 from wsolbench.metrics import functional as F
 from wsolbench.metrics._inputs import to_numpy, validated_scoremaps
 from wsolbench.metrics._summed import SummedStatistics
+from wsolbench.metrics.scores import BoxAccuracyResult, LocAccuracy  # noqa: F401 - the results live with the schema
 
 LOC_IOU = 50  #: IoU threshold (percent) of MaxBoxAcc V1, GT-known Loc and Top-k Loc
 LOC_KINDS = ("gt_known", "top1", "top5")
-
-
-@dataclass
-class LocAccuracy:
-    """One localization accuracy (percent) at its best threshold, and at the fixed one if requested."""
-
-    best: float
-    best_threshold: float
-    fixed: float | None = None
-
-
-@dataclass
-class BoxAccuracyResult:
-    """Everything :class:`BoxAccuracy` computes; accuracies in percent."""
-
-    num_images: int
-    thresholds: np.ndarray
-    iou_thresholds: tuple[int, ...]
-    #: accuracy-vs-threshold curves, ``curves[mode][delta]`` (mode "largest" or "all")
-    curves: dict[str, dict[int, np.ndarray]]
-    maxboxacc: float
-    maxboxacc_per_iou: dict[int, float]
-    best_threshold_v1: dict[int, float]
-    maxboxacc_v2: float
-    maxboxacc_v2_per_iou: dict[int, float]
-    best_threshold: dict[int, float]
-    loc_contours: str
-    loc_threshold: float | None
-    loc: dict[str, LocAccuracy] = field(default_factory=dict)  # "gt_known", and "top1", "top5" with scores
 
 
 def _grid_value(thresholds: np.ndarray, index: int) -> float:

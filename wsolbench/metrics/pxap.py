@@ -9,24 +9,12 @@ under ``torch.distributed`` (histograms are summed).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
 import torch
 
 from wsolbench.metrics import functional as F
 from wsolbench.metrics._inputs import to_numpy, validated_scoremaps
 from wsolbench.metrics._summed import SummedStatistics
-
-
-@dataclass
-class PxAPResult:
-    """PxAP in percent and its curve: ``precision[k]``, ``recall[k]`` at score ``>= edges`` from the top."""
-
-    num_images: int
-    pxap: float
-    precision: np.ndarray
-    recall: np.ndarray
+from wsolbench.metrics.scores import PxAPResult  # the result lives with the score schema
 
 
 class PxAP(SummedStatistics):
