@@ -3,8 +3,10 @@
 import dataclasses
 import hashlib
 import json
+import importlib.resources
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -401,6 +403,15 @@ def test_bad_protocol_files_are_one_line_errors_naming_the_file(proto, file, old
 
 def test_the_shipped_protocols():
     assert packaged_protocols() == ["wsolevaluation"]
+
+
+def test_the_packaged_protocol_is_the_top_level_protocols_folder():
+    repo = Path(__file__).resolve().parents[1]
+    assert not (repo / "wsolbench" / "protocols").exists()
+    packaged = importlib.resources.files("wsolbench.protocols") / "wsolevaluation"
+    for relative in ("protocol.toml", "datasets/cub.toml", "methods/cam.toml"):
+        assert (packaged / relative).read_text(encoding="utf-8") == \
+            (repo / "protocols" / "wsolevaluation" / relative).read_text(encoding="utf-8")
 
 
 def test_wsolevaluation_cub_uses_the_published_cam_vgg16_values():

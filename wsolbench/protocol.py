@@ -1,6 +1,7 @@
 """Protocol files -> the frozen configuration of one run.
 
-A protocol is a folder of TOML files (the packaged ones live in ``wsolbench/protocols/<id>/``)::
+A protocol is a folder of TOML files (the packaged ones live in the repository's ``protocols/<id>/``,
+installed as the package ``wsolbench.protocols``)::
 
     protocol.toml          [protocol] id; [splits]; [selection] metric per annotation kind;
                            [model], [training], [evaluation]: a default for every setting
@@ -209,7 +210,7 @@ def _split_overrides(overrides: Mapping[str, str], method: str) -> tuple[dict[st
 
 def packaged_protocols() -> list[str]:
     """Ids of the protocols shipped inside wsolbench."""
-    root = importlib.resources.files("wsolbench") / "protocols"
+    root = importlib.resources.files("wsolbench.protocols")
     return sorted(entry.name for entry in root.iterdir() if (entry / PROTOCOL_FILE).is_file())
 
 
@@ -217,7 +218,7 @@ class _ProtocolFolder:
     """A protocol folder (packaged resource or directory), its files parsed and checked on first read."""
 
     def __init__(self, protocol: str | os.PathLike):
-        packaged = importlib.resources.files("wsolbench") / "protocols"
+        packaged = importlib.resources.files("wsolbench.protocols")
         if isinstance(protocol, str) and protocol in packaged_protocols():
             self.root, self.label = packaged / protocol, f"protocol {protocol!r}"
         elif Path(protocol).is_dir():
