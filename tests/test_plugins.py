@@ -35,10 +35,44 @@ def test_builtin_plugins_load_through_entry_points():
     assert loaded.registries["dataset"].source("cub").startswith("wsolbench (plugin 'datasets')")
 
 
-def test_empty_switch_loads_no_plugin(monkeypatch):
+def test_empty_switch_loads_only_the_core_metrics(monkeypatch):
     monkeypatch.setenv(plugins.LOAD_PLUGINS_ENV, "")
     loaded = plugins.load_plugins()
-    assert len(loaded.registries["dataset"]) == 0 and not loaded.plugins
+    assert [(info.name, info.distribution) for info in loaded.plugins] == [("metrics", "wsolbench")]
+    assert len(loaded.registries["dataset"]) == 0 and len(loaded.registries["method"]) == 0
+    assert {"box_accuracy", "pxap"} <= set(loaded.registries["metric"].names())
+
+
+def test_the_protocol_metrics_load_whatever_the_switch_selects(monkeypatch, capsys):
+    monkeypatch.setenv(plugins.LOAD_PLUGINS_ENV, "cam,datasets,backbones")  # the README's example
+    loaded = plugins.load_plugins()
+    assert {info.name for info in loaded.plugins} == {"cam", "datasets", "backbones", "metrics"}
+    assert {"box_accuracy", "pxap"} <= set(loaded.registries["metric"].names())
+    assert capsys.readouterr().err == ""
+
+
+def test_a_plugin_named_like_a_core_one_is_not_core(monkeypatch):
+    from fake_plugins import fake_entry_point, method_plugin
+
+    real = list(importlib.metadata.entry_points(group=plugins.ENTRY_POINT_GROUP))
+    impostor = fake_entry_point("metrics", lambda: method_plugin(), distribution="other-dist")
+    monkeypatch.setattr(plugins.importlib.metadata, "entry_points", lambda group: [*real, impostor])
+    monkeypatch.setenv(plugins.LOAD_PLUGINS_ENV, "")
+    assert [(info.name, info.distribution) for info in plugins.load_plugins().plugins] == [("metrics", "wsolbench")]
+
+
+def test_a_switch_name_matching_no_plugin_is_one_warning_line_with_the_closest(monkeypatch, capsys):
+    monkeypatch.setenv(plugins.LOAD_PLUGINS_ENV, "cam, datasts,zzzzzzzz")
+    loaded = plugins.load_plugins()
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == ("wsolbench: warning: WSOLBENCH_LOAD_PLUGINS names 'datasts', which matches no installed "
+                      "plugin; did you mean 'datasets'?")
+    prefix = ("wsolbench: warning: WSOLBENCH_LOAD_PLUGINS names 'zzzzzzzz', which matches no installed plugin; "
+              "installed: ")
+    assert err[1].startswith(prefix)
+    assert {"backbones", "cam", "datasets", "metrics"} <= set(err[1][len(prefix):].split(", "))
+    assert len(err) == 2
+    assert {info.name for info in loaded.plugins} == {"cam", "metrics"}
 
 
 def _fake_entry_point(name, target):

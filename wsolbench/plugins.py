@@ -1,12 +1,16 @@
 """Plugin manager: loads the ``wsolbench`` entry-point group and fills the registries.
 
 Environment switch: ``WSOLBENCH_LOAD_PLUGINS`` unset loads every installed plugin; a comma-separated list
-loads only those entry-point names; an empty value loads none (the way out of a broken plugin). A plugin
-that fails to import is reported in one line on stderr naming it, and the others keep working.
+loads only those entry-point names; an empty value loads none (the way out of a broken plugin). Either way
+the core plugins (:data:`CORE_PLUGINS`: the protocol's metrics, wsolbench's own module) are always loaded,
+since no run can be scored without them. A name in the list that matches no installed entry point is one
+warning line on stderr naming it and the closest installed name. A plugin that fails to import is reported
+in one line on stderr naming it, and the others keep working.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib.metadata
 import os
@@ -21,6 +25,8 @@ from wsolbench.registry import Registry
 
 ENTRY_POINT_GROUP = "wsolbench"
 LOAD_PLUGINS_ENV = "WSOLBENCH_LOAD_PLUGINS"
+#: entry point name -> module of the plugins loaded whatever WSOLBENCH_LOAD_PLUGINS says (even empty)
+CORE_PLUGINS = {"metrics": "wsolbench.metrics.builtin"}
 hookimpl = pluggy.HookimplMarker("wsolbench")
 
 #: registry kind -> the registration hook that fills it
@@ -64,12 +70,27 @@ class LoadedPlugins:
     failures: list[PluginFailure]
 
 
-def _selected_entry_points():
+def _is_core(entry_point) -> bool:
+    """wsolbench's own core entry point (matched by name and module, so a plugin cannot pose as one)."""
+    return CORE_PLUGINS.get(entry_point.name, "") == getattr(entry_point, "value", None)
+
+
+def _selected_entry_points() -> list:
+    """The entry points to load: all when WSOLBENCH_LOAD_PLUGINS is unset, else those named plus the core
+    ones; a name matching no installed entry point is a warning line naming the closest one."""
     wanted = os.environ.get(LOAD_PLUGINS_ENV)
-    names = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
-    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if names is None or entry_point.name in names:
-            yield entry_point
+    installed = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+    if wanted is None:
+        return installed
+    names = [name.strip() for name in wanted.split(",") if name.strip()]
+    known = sorted({entry_point.name for entry_point in installed})
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"installed: {', '.join(known) or 'none'}"
+            print(f"wsolbench: warning: {LOAD_PLUGINS_ENV} names {name!r}, which matches no installed plugin; "
+                  f"{hint}", file=sys.stderr)
+    return [entry_point for entry_point in installed if entry_point.name in names or _is_core(entry_point)]
 
 
 def load_plugins() -> LoadedPlugins:
