@@ -1,9 +1,9 @@
-"""Protocol files -> RunConfig: precedence, overrides, fingerprint, file errors, the shipped protocol."""
+"""Protocol files -> RunConfig: precedence, overrides, provenance, fingerprint, file errors, the shipped
+protocol."""
 
 import dataclasses
 import hashlib
 import json
-import importlib.resources
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +15,7 @@ from wsolbench.errors import WsolbenchError
 from wsolbench.method import Method
 from wsolbench.plugins import registry
 from wsolbench.protocol import SETTINGS, RunConfig, packaged_protocols, parse_overrides, resolve_run
+from wsolbench.protocol_files import packaged_root
 from wsolbench.registry import UnknownNameError
 
 PROTOCOL_TOML = """
@@ -41,6 +42,7 @@ batch_size = 64
 lr = 0.01
 lr_decay_frequency = 30
 lr_decay_factor = 0.1
+lr_decay_points = []
 weight_decay = 1e-4
 momentum = 0.9
 nesterov = true
@@ -50,7 +52,7 @@ image_size = 224
 [evaluation]
 cam_curve_interval = 0.001
 iou_thresholds = [30, 50, 70]
-multi_contour = true
+num_val_sample_per_class = 0
 eval_checkpoint = "last"
 evaluate_epoch0 = true
 """
@@ -216,6 +218,11 @@ def test_malformed_overrides(pairs, message):
 
 @pytest.mark.parametrize("key, text, expected", [
     ("epochs", "12", 12),
+    ("lr_decay_points", "41,61", (41, 61)),
+    ("lr_decay_points", "5", (5,)),
+    ("lr_decay_points", "", ()),
+    ("num_val_sample_per_class", "5", 5),
+    ("num_val_sample_per_class", "0", 0),
     ("lr", "1e-3", 0.001),
     ("nesterov", "false", False),
     ("large_feature_map", "yes", True),
@@ -231,8 +238,19 @@ def test_setting_overrides_are_converted(proto, key, text, expected):
 
 
 @pytest.mark.parametrize("key, text, message", [
-    ("lrr", "1", "--set lrr: unknown key"),
-    ("drop_rate", "0.1", "--set drop_rate: unknown key.*method.<name>"),
+    ("lrr", "1", r"^--set lrr=1: unknown key; did you mean lr\?$"),
+    ("drop_rat", "0.1", r"^--set drop_rat=0.1: unknown key; did you mean drop_rate\?$"),
+    ("zzz", "1", r"--set zzz=1: unknown key; settings: pretrained, .*, selection; method 'toy' hyperparameters: "
+                 r"drop_rate, grid_size, mode, flag \(also as method.<name>\)"),
+    ("lr_decay_points", "61,41", "lr_decay_points must be strictly increasing positive integers"),
+    ("lr_decay_points", "0,5", "lr_decay_points must be strictly increasing positive integers"),
+    ("lr_decay_points", "3,3", "lr_decay_points must be strictly increasing positive integers"),
+    ("lr_decay_points", "4,x", "lr_decay_points must be comma-separated integers"),
+    ("iou_thresholds", "", r"iou_thresholds must be one or more integers in 1..100"),
+    ("num_val_sample_per_class", "-1", "num_val_sample_per_class must be >= 0"),
+    ("multi_contour", "false", r"^--set multi_contour: multi_contour was removed: the \[selection\] metric decides "
+                               r"\(maxboxacc_v2 all contours / maxboxacc largest contour\)$"),
+    ("grid_size", "4.5", "--set: method 'toy': hyperparameter 'grid_size' must be int"),
     ("epochs", "three", "--set epochs=three: epochs must be an integer"),
     ("epochs", "2.5", "epochs must be an integer"),
     ("epochs", "-1", "epochs must be >= 0"),
@@ -255,6 +273,149 @@ def test_bad_overrides_are_one_line_errors_naming_the_key(proto, key, text, mess
 def test_method_hparam_overrides_are_converted_by_the_method(proto):
     config = resolve(proto, {"method.grid_size": "16", "method.flag": "true", "method.drop_rate": "1"})
     assert dict(config.hparams) == {"drop_rate": 1.0, "grid_size": 16, "mode": "soft", "flag": True}
+
+
+def test_a_hyperparameter_by_its_bare_name(proto):
+    config = resolve(proto, {"drop_rate": "0.1", "grid_size": "2"})
+    assert dict(config.hparams) == {"drop_rate": 0.1, "grid_size": 2, "mode": "soft", "flag": False}
+    assert config.provenance["method.drop_rate"] == config.provenance["method.grid_size"] == "--set (off-protocol)"
+    assert config.off_protocol is True
+
+
+@dataclass
+class ShadowingHparams:
+    lr: float = 1.0  # also a setting's name: the bare name is the setting's
+    erase_threshold: float = 0.5
+
+
+class Shadowing(Method):
+    name = "shadowing"
+    Hparams = ShadowingHparams
+
+
+@pytest.fixture
+def shadowing_method(monkeypatch):
+    monkeypatch.setitem(registry("method")._entries, "shadowing", (Shadowing, "the test"))
+
+
+def test_a_setting_wins_the_bare_name_and_method_prefix_reaches_the_hyperparameter(proto, shadowing_method):
+    config = resolve(proto, {"lr": "0.5", "erase_threshold": "0.6"}, method="shadowing")
+    assert config.lr == 0.5 and dict(config.hparams) == {"lr": 1.0, "erase_threshold": 0.6}
+    config = resolve(proto, {"method.lr": "0.3"}, method="shadowing")
+    assert config.lr == 0.05 and dict(config.hparams) == {"lr": 0.3, "erase_threshold": 0.5}
+
+
+def test_a_hyperparameter_given_bare_and_prefixed_is_an_error(proto):
+    with pytest.raises(WsolbenchError, match="--set method.drop_rate: hyperparameter 'drop_rate' given twice"):
+        resolve(proto, {"drop_rate": "0.1", "method.drop_rate": "0.2"})
+
+
+# --- selection ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["maxboxacc", "maxboxacc_v2", "box_mass"])  # box_mass: a method's own criterion
+def test_selection_override(proto, name):
+    config = resolve(proto, {"selection": name, "eval_checkpoint": "best"})
+    assert (config.selection_metric, config.eval_checkpoint, config.off_protocol) == (name, "best", True)
+    assert config.overrides == {"selection": name, "eval_checkpoint": "best"}
+
+
+def test_selection_override_with_best_from_the_files(tmp_path, toy_method):
+    proto = write_protocol(tmp_path / "p", synthetic=SYNTHETIC_TOML + '[evaluation]\neval_checkpoint = "best"\n')
+    assert resolve(proto, {"selection": "maxboxacc"}).selection_metric == "maxboxacc"
+
+
+@pytest.mark.parametrize("overrides, dataset, message", [
+    ({"selection": "maxboxacc"}, "synthetic",
+     r"^--set selection=maxboxacc: the last checkpoint is tested \(eval_checkpoint = last\), so nothing is "
+     r"selected; add eval_checkpoint=best$"),
+    ({"selection": "pxap", "eval_checkpoint": "best"}, "synthetic",
+     r"^--set selection=pxap: pxap needs masks labels; dataset 'synthetic' has boxes \(maxboxacc_v2, maxboxacc\)$"),
+    ({"selection": "maxboxacc", "eval_checkpoint": "best"}, "masks",
+     r"^--set selection=maxboxacc: maxboxacc needs boxes labels; dataset 'mine' has masks \(pxap\)$"),
+    ({"selection": " ", "eval_checkpoint": "best"}, "synthetic",
+     r"^--set selection=: give a metric \(maxboxacc_v2, maxboxacc\) or a criterion the method offers$"),
+])
+def test_bad_selection_overrides(proto, overrides, dataset, message):
+    if dataset == "masks":
+        dataset = DatasetSpec(name="mine", folder="MINE", num_classes=2, annotation="masks")
+    with pytest.raises(WsolbenchError, match=message):
+        resolve(proto, overrides, dataset=dataset)
+
+
+# --- provenance -----------------------------------------------------------------------------------------------
+
+
+def test_every_value_carries_the_provenance_of_the_table_it_came_from(tmp_path, toy_method):
+    proto = write_protocol(
+        tmp_path / "p",
+        protocol=PROTOCOL_TOML.replace("[training]\n", '[training]\nprovenance = "published, toy config.py"\n'),
+        synthetic=SYNTHETIC_TOML.replace("[training]\n", '[training]\nprovenance = "reported, a forum post"\n'),
+        toy=TOY_TOML.replace("[hparams]\n", '[hparams]\nprovenance = "published, the toy paper"\n')
+                    .replace("[synthetic.resnet18]\n", '[synthetic.resnet18]\nprovenance = "published, toy table 3"\n'))
+    config = resolve(proto, {"lr": "0.5"})
+    untuned, toy_config = "wsolbench default, untuned", "published, toy config.py"
+    assert dict(config.provenance) == {
+        "backbone": untuned,               # the dataset's [model], which states none
+        "pretrained": untuned,
+        "large_feature_map": untuned,      # protocol.toml [model], which states none
+        "epochs": "published, toy table 3",
+        "batch_size": "reported, a forum post",
+        "lr": "--set (off-protocol)",
+        "lr_decay_frequency": toy_config,
+        "lr_decay_factor": toy_config,
+        "lr_decay_points": toy_config,
+        "weight_decay": toy_config,
+        "momentum": toy_config,
+        "nesterov": toy_config,
+        "classifier_ratio": toy_config,
+        "image_size": toy_config,
+        "cam_curve_interval": untuned,
+        "iou_thresholds": untuned,
+        "num_val_sample_per_class": untuned,
+        "eval_checkpoint": untuned,
+        "evaluate_epoch0": untuned,
+        "method.drop_rate": untuned,       # the table's hparams sub-table, which states its own (none)
+        "method.grid_size": "published, the toy paper",
+        "method.mode": "wsolbench default, untuned (the method's Hparams default)",
+        "method.flag": "wsolbench default, untuned (the method's Hparams default)",
+    }
+    assert config.as_dict()["provenance"] == dict(config.provenance)
+    with pytest.raises(TypeError):
+        config.provenance["lr"] = "mine"
+    assert resolve(proto, backbone="resnet18").provenance["backbone"] == "--backbone"
+
+
+def published_protocol(folder, synthetic_training="published, toy paper"):
+    """A toy protocol whose every model/training value and hyperparameter is published for synthetic.resnet18."""
+    protocol = PROTOCOL_TOML.replace("[model]\n", '[model]\nprovenance = "published, toy config.py"\n') \
+        .replace("[training]\n", '[training]\nprovenance = "published, toy config.py"\n')
+    synthetic = SYNTHETIC_TOML.replace("[model]\n", '[model]\nprovenance = "published, toy paper"\n') \
+        .replace("[training]\n", f'[training]\nprovenance = "{synthetic_training}"\n')
+    hparams = 'grid_size = 8\nmode = "soft"\nflag = true\nprovenance = "published, toy"'
+    toy = TOY_TOML.replace("grid_size = 8", hparams) \
+        .replace("[synthetic.resnet18]\n", '[synthetic.resnet18]\nprovenance = "published, toy table 3"\n') \
+        .replace("hparams = { drop_rate = 0.25 }", 'hparams = { drop_rate = 0.25, provenance = "published, toy" }')
+    return write_protocol(folder, protocol=protocol, synthetic=synthetic, toy=toy)
+
+
+@pytest.mark.parametrize("overrides, backbone, synthetic_training, tuned", [
+    ({}, None, "published, toy paper", True),
+    ({}, "resnet18", "published, toy paper", True),            # asking for the table's backbone changes nothing
+    ({"eval_checkpoint": "best"}, None, "published, toy paper", True),  # off-protocol, but not a tuned value
+    ({}, "vgg16", "published, toy paper", False),              # [synthetic.vgg16] states no provenance
+    ({}, "resnet50", "published, toy paper", False),           # no method table: dataset defaults, for any pair
+    ({"lr": "0.2"}, None, "published, toy paper", False),      # an override
+    ({"drop_rate": "0.25"}, None, "published, toy paper", False),
+    ({}, None, "reported, a forum post", False),               # batch_size: a third party's value
+    ({}, None, "wsolbench default, untuned", False),
+])
+def test_tuned_means_every_model_and_training_value_was_published_for_the_pair(
+        tmp_path, toy_method, overrides, backbone, synthetic_training, tuned):
+    proto = published_protocol(tmp_path / "p", synthetic_training)
+    config = resolve(proto, overrides, backbone=backbone)
+    assert config.tuned is tuned
+    assert config.as_dict()["tuned"] is tuned
 
 
 # --- registry errors ------------------------------------------------------------------------------------------
@@ -303,6 +464,8 @@ def test_as_dict_is_plain_json(proto):
 def test_every_setting_is_a_config_field():
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     assert set(SETTINGS) <= fields
+    assert {"lr_decay_points", "num_val_sample_per_class", "provenance", "tuned"} <= fields
+    assert "multi_contour" not in fields | set(SETTINGS)
 
 
 # --- fingerprint ----------------------------------------------------------------------------------------------
@@ -320,9 +483,9 @@ def test_fingerprint_is_the_sha256_of_the_content_read(proto):
         "selection": {"boxes": "maxboxacc_v2", "masks": "pxap"},
         "model": {"backbone": "vgg16", "pretrained": True, "large_feature_map": False},
         "training": {"epochs": 40, "batch_size": 64, "lr": 0.01, "lr_decay_frequency": 30, "lr_decay_factor": 0.1,
-                     "weight_decay": 1e-4, "momentum": 0.9, "nesterov": True, "classifier_ratio": 10,
-                     "image_size": 224},
-        "evaluation": {"cam_curve_interval": 0.001, "iou_thresholds": [30, 50, 70], "multi_contour": True,
+                     "lr_decay_points": [], "weight_decay": 1e-4, "momentum": 0.9, "nesterov": True,
+                     "classifier_ratio": 10, "image_size": 224},
+        "evaluation": {"cam_curve_interval": 0.001, "iou_thresholds": [30, 50, 70], "num_val_sample_per_class": 0,
                        "eval_checkpoint": "last", "evaluate_epoch0": True},
     }
     synthetic = {"dataset": {"name": "synthetic"}, "model": {"backbone": "resnet18", "pretrained": False},
@@ -371,8 +534,35 @@ def test_fingerprint_follows_the_values_used(proto, file, old, new, changes):
     ("protocol.toml", "epochs = 40", 'epochs = "40"', r"protocol.toml: \[training\]: epochs must be an integer"),
     ("protocol.toml", "nesterov = true", "nesterov = 1", r"nesterov must be true or false, got 1"),
     ("protocol.toml", "momentum = 0.9", "momentum = 1.5", r"momentum must be in \[0, 1\), got 1.5"),
-    ("protocol.toml", "multi_contour = true", "multi_contour = true\nepochs = 3",
+    ("protocol.toml", "evaluate_epoch0 = true", "evaluate_epoch0 = true\nepochs = 3",
      r"\[evaluation\] has unknown key 'epochs' \(it belongs in \[training\]\)"),
+    ("protocol.toml", "evaluate_epoch0 = true", "evaluate_epoch0 = true\nmulti_contour = true",
+     r"protocol.toml: \[evaluation\] multi_contour was removed: the \[selection\] metric decides \(maxboxacc_v2 "
+     r"all contours / maxboxacc largest contour\)"),
+    ("protocol.toml", "lr_decay_points = []", "lr_decay_points = [61, 41]",
+     r"\[training\]: lr_decay_points must be strictly increasing positive integers, got \(61, 41\)"),
+    ("protocol.toml", "lr_decay_points = []", "lr_decay_points = 30",
+     r"\[training\]: lr_decay_points must be comma-separated integers, got 30"),
+    ("protocol.toml", "num_val_sample_per_class = 0", "", r"\[evaluation\] lacks 'num_val_sample_per_class'"),
+    ("protocol.toml", "num_val_sample_per_class = 0", "num_val_sample_per_class = -5",
+     r"num_val_sample_per_class must be >= 0, got -5"),
+    ("datasets/synthetic.toml", "epochs = 7", "epochs = 7\nprovenance = 3",
+     r"synthetic.toml: \[training\]: provenance must be a string starting with 'published, <source>', "
+     r"'reported, <source>' or 'wsolbench default, untuned', got 3"),
+    ("datasets/synthetic.toml", "epochs = 7", 'epochs = 7\nprovenance = "the authors"',
+     r"\[training\]: provenance must be a string starting with .*got 'the authors'"),
+    ("datasets/synthetic.toml", "epochs = 7", 'epochs = 7\nprovenance = "published, "',
+     r"\[training\]: provenance must be a string starting with"),
+    ("datasets/synthetic.toml", 'name = "synthetic"', 'name = "synthetic"\nprovenance = "published, x"',
+     r"synthetic.toml: \[dataset\]: unknown key 'provenance'"),
+    ("methods/toy.toml", "epochs = 99", "epochs = 99\nmulti_contour = false",
+     r"methods/toy.toml: \[synthetic.vgg16\]: multi_contour was removed: the \[selection\] metric decides"),
+    ("methods/toy.toml", "epochs = 99", 'epochs = 99\nprovenance = "tuned by me"',
+     r"methods/toy.toml: \[synthetic.vgg16\]: provenance must be a string starting with"),
+    ("methods/toy.toml", "grid_size = 8", 'grid_size = 8\nprovenance = ["published, x"]',
+     r"methods/toy.toml: \[hparams\]: provenance must be a string starting with"),
+    ("methods/toy.toml", "drop_rate = 0.25", 'drop_rate = 0.25, provenance = "x"',
+     r"methods/toy.toml: \[synthetic.resnet18.hparams\]: provenance must be a string starting with"),
     ("protocol.toml", 'masks = "pxap"', 'masks = "pixap"', r"\[selection\] masks = 'pixap' is not a selection metric"),
     ("protocol.toml", 'val = "val"', 'val = "valid"', r"\[splits\] val must be one of train, val, test"),
     ("protocol.toml", 'id = "toyproto"', "", r"\[protocol\] needs an id"),
@@ -400,40 +590,67 @@ def test_bad_protocol_files_are_one_line_errors_naming_the_file(proto, file, old
 
 # --- the shipped wsolevaluation protocol ----------------------------------------------------------------------
 
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_PY = "published, clovaai/wsolevaluation config.py argparse defaults (not tuned per dataset)"
+ISSUE_60 = ("reported, clovaai/wsolevaluation issue #60: a user's CAM/VGG16 command copying the IVR paper's "
+            "configuration (--norm_method ivr), not the wsolevaluation authors' values")
+README = "published, clovaai/wsolevaluation README example command (CAM, VGG16)"
+
 
 def test_the_shipped_protocols():
     assert packaged_protocols() == ["wsolevaluation"]
 
 
 def test_the_packaged_protocol_is_the_top_level_protocols_folder():
-    repo = Path(__file__).resolve().parents[1]
-    assert not (repo / "wsolbench" / "protocols").exists()
-    packaged = importlib.resources.files("wsolbench.protocols") / "wsolevaluation"
+    assert not (REPO / "wsolbench" / "protocols").exists()
+    packaged = packaged_root() / "wsolevaluation"
     for relative in ("protocol.toml", "datasets/cub.toml", "methods/cam.toml"):
         assert (packaged / relative).read_text(encoding="utf-8") == \
-            (repo / "protocols" / "wsolevaluation" / relative).read_text(encoding="utf-8")
+            (REPO / "protocols" / "wsolevaluation" / relative).read_text(encoding="utf-8")
 
 
-def test_wsolevaluation_cub_uses_the_published_cam_vgg16_values():
-    config = resolve_run("cam", "cub")  # clovaai/wsolevaluation issue #60
+def test_wsolevaluation_cub_uses_the_cam_vgg16_values_a_user_reported():
+    config = resolve_run("cam", "cub")  # clovaai/wsolevaluation issue #60, a user's post
     assert (config.protocol, config.backbone, config.pretrained, config.method_table) == \
         ("wsolevaluation", "vgg16", True, "cub.vgg16")
     assert (config.batch_size, config.epochs, config.lr, config.lr_decay_frequency, config.weight_decay) == \
         (32, 50, 1.268269e-5, 15, 5e-4)
     assert (config.momentum, config.nesterov, config.classifier_ratio, config.lr_decay_factor) == \
         (0.9, True, 10.0, 0.1)
-    assert (config.image_size, config.large_feature_map) == (224, False)
-    assert (config.cam_curve_interval, config.iou_thresholds, config.multi_contour) == (0.001, (30, 50, 70), True)
+    assert (config.image_size, config.large_feature_map, config.lr_decay_points) == (224, False, ())
+    assert (config.cam_curve_interval, config.iou_thresholds, config.num_val_sample_per_class) == \
+        (0.001, (30, 50, 70), 0)
     assert (config.selection_metric, config.eval_checkpoint, config.evaluate_epoch0) == \
         ("maxboxacc_v2", "last", True)
     assert config.off_protocol is False
+    assert {key: config.provenance[key] for key in ("epochs", "batch_size", "lr", "lr_decay_frequency",
+                                                    "weight_decay")} == dict.fromkeys(
+        ("epochs", "batch_size", "lr", "lr_decay_frequency", "weight_decay"), ISSUE_60)
+    assert config.provenance["momentum"] == CONFIG_PY
+    assert config.tuned is False  # a third party's values, not the authors'
+
+
+def test_no_shipped_comment_attributes_the_cub_values_to_the_authors():
+    for relative in ("datasets/cub.toml", "methods/cam.toml"):
+        text = (REPO / "protocols" / "wsolevaluation" / relative).read_text(encoding="utf-8")
+        assert "authors published" not in text and "a user's" in text, relative
 
 
 def test_wsolevaluation_openimages_uses_the_readme_values_and_pxap():
     config = resolve_run("cam", "openimages")
     assert (config.batch_size, config.epochs, config.lr, config.lr_decay_frequency, config.weight_decay) == \
         (32, 10, 0.00227913316, 3, 5e-4)
+    assert config.num_val_sample_per_class == 5  # the README command's --num_val_sample_per_class 5
     assert config.selection_metric == "pxap"
+    assert config.provenance["lr"] == config.provenance["num_val_sample_per_class"] == README
+    assert config.provenance["momentum"] == CONFIG_PY
+    assert config.tuned is True
+
+
+def test_wsolevaluation_openimages_other_pairs_are_defaults_not_tuned():
+    config = resolve_run("cam", "openimages", "resnet50")
+    assert (config.method_table, config.lr, config.num_val_sample_per_class) == (None, 0.00227913316, 0)
+    assert config.provenance["lr"] == README and config.tuned is False
 
 
 def test_wsolevaluation_imagenet_uses_the_config_py_defaults():
@@ -441,6 +658,8 @@ def test_wsolevaluation_imagenet_uses_the_config_py_defaults():
     assert (config.backbone, config.batch_size, config.epochs, config.lr, config.lr_decay_frequency,
             config.weight_decay) == ("resnet50", 64, 40, 0.01, 30, 1e-4)
     assert (config.defaults_from, config.method_table) == ("dataset", None)
+    assert config.provenance["lr"] == CONFIG_PY and config.provenance["backbone"] == "--backbone"
+    assert config.tuned is False
 
 
 @pytest.mark.parametrize("dataset, metric", [("synthetic", "maxboxacc_v2"), ("synthetic-masks", "pxap")])
@@ -449,6 +668,8 @@ def test_wsolevaluation_synthetic_is_cpu_sized(dataset, metric):
     assert (config.backbone, config.pretrained, config.image_size, config.epochs, config.batch_size) == \
         ("resnet18", False, 64, 10, 32)
     assert config.selection_metric == metric
+    assert config.provenance["lr"] == config.provenance["pretrained"] == "wsolbench default, untuned"
+    assert config.tuned is False
 
 
 def test_every_builtin_dataset_has_a_file():
@@ -456,3 +677,19 @@ def test_every_builtin_dataset_has_a_file():
 
     for spec in BUILTIN_DATASETS:
         assert resolve_run("cam", spec.name).defaults_from == "dataset", spec.name
+
+
+def test_every_shipped_value_states_its_provenance():
+    """Each table of the shipped files that sets values says where they come from, in the convention."""
+    import tomllib
+
+    paths = sorted((REPO / "protocols").rglob("*.toml"))
+    assert {"protocol.toml", "cub.toml", "openimages.toml", "cam.toml"} <= {path.name for path in paths}
+    for path in paths:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+        tables = [document.get(section) for section in ("model", "training", "evaluation", "hparams")]
+        tables += [table for key, group in document.items() if key not in ("dataset", "method", "protocol",
+                   "splits", "selection", "model", "training", "evaluation", "hparams") for table in group.values()]
+        for table in filter(None, tables):
+            assert table["provenance"].startswith(("published, ", "reported, ", "wsolbench default, untuned")), path
+

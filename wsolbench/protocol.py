@@ -1,7 +1,7 @@
 """Protocol files -> the frozen configuration of one run.
 
-A protocol is a folder of TOML files (the packaged ones live in the repository's ``protocols/<id>/``,
-installed as the package ``wsolbench.protocols``)::
+A protocol is a folder of TOML files (the packaged ones live in the repository's ``protocols/<id>/``, installed
+as ``wsolbench.protocols``; see :mod:`wsolbench.protocol_files`)::
 
     protocol.toml          [protocol] id; [splits]; [selection] metric per annotation kind;
                            [model], [training], [evaluation]: a default for every setting
@@ -14,44 +14,63 @@ installed as the package ``wsolbench.protocols``)::
 else the dataset's default, else the protocol's. A dataset without a file (a folder wsolbench has never
 seen) takes the protocol's defaults, and the config says so (``defaults_from="protocol"``).
 
-Overrides are the ``--set KEY=VALUE`` pairs (:func:`parse_overrides`): a setting by its name
-(``lr=0.001``, ``iou_thresholds=30,50,70``, ``eval_checkpoint=best``), a method hyperparameter always as
-``method.<name>`` (a bare hyperparameter name is an error, so a setting and a hyperparameter can never be
-confused). Any override makes the run off-protocol. Choosing the backbone is not an override.
+Provenance: the [model], [training] and [evaluation] tables, and a method file's [hparams],
+[<dataset>.<backbone>] and its ``hparams`` sub-table, may each hold ``provenance = "<text>"``, which applies to
+every value of that table (a sub-table states its own). The text starts with ``"published, <source>"`` (the
+authors' published values), ``"reported, <source>"`` (a third party's, e.g. a user's post) or ``"wsolbench
+default, untuned"``. :attr:`RunConfig.provenance` maps every setting and every method hyperparameter
+(``method.<name>``) to the text of the table its value came from (:data:`UNTUNED` when that table states none,
+:data:`METHOD_DEFAULT` for a hyperparameter no file sets, :data:`CHOSEN` for a backbone asked for,
+:data:`OVERRIDDEN` for an override); :attr:`RunConfig.tuned` says whether the run is a configuration the
+authors published for this method, dataset and backbone.
+
+Overrides are the ``--set KEY=VALUE`` pairs (:func:`parse_overrides`): a setting by its name (``lr=0.001``,
+``iou_thresholds=30,50,70``, ``lr_decay_points=41,61``, ``lr_decay_points=`` for none,
+``eval_checkpoint=best``); ``selection=<name>``, the checkpoint-selection criterion (a metric of
+:data:`SELECTION_METRICS` for the dataset's labels, or a criterion the method offers, which the engine checks;
+it needs ``eval_checkpoint=best``); a method hyperparameter as ``method.<name>``, or by its bare name when
+that is not also a setting's name (a setting always wins the bare name). An unknown key is an error naming the
+closest known one. Any override makes the run off-protocol. Choosing the backbone is not an override.
 
 The fingerprint is the sha256 of the canonical JSON (sorted keys, no spaces) of the parsed content the
 resolution read: all of ``protocol.toml`` and of the dataset's file, and of the method's file its
-``[method]`` and ``[hparams]`` tables and the ``[<dataset>.<backbone>]`` table used. Two machines with the
-same values get the same fingerprint, whatever the comments, formatting or unrelated tables.
+``[method]`` and ``[hparams]`` tables and the ``[<dataset>.<backbone>]`` table used. Two machines with the same values get the same fingerprint,
+whatever the comments, formatting or unrelated tables.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
-import importlib.resources
 import json
 import os
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from wsolbench.data.spec import SPLITS, DatasetSpec
 from wsolbench.errors import WsolbenchError
+from wsolbench.protocol_files import PROTOCOL_FILE, ProtocolFiles, open_protocol, packaged_protocols
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+__all__ = ["DEFAULT_PROTOCOL", "PROTOCOL_FILE", "SELECTION_METRICS", "SETTINGS", "RunConfig", "Setting",
+           "fingerprint_of", "packaged_protocols", "parse_overrides", "resolve_run"]
 
 DEFAULT_PROTOCOL = "wsolevaluation"
-PROTOCOL_FILE = "protocol.toml"
 METHOD_PREFIX = "method."
+SELECTION_KEY = "selection"
 #: metrics that may select checkpoints, per annotation kind of the dataset
 SELECTION_METRICS = {"boxes": ("maxboxacc_v2", "maxboxacc"), "masks": ("pxap",)}
+PROVENANCE_KEY = "provenance"
+UNTUNED = "wsolbench default, untuned"
+PROVENANCE_PREFIXES = ("published, ", "reported, ", UNTUNED)
+METHOD_DEFAULT = f"{UNTUNED} (the method's Hparams default)"
+CHOSEN = "--backbone"
+OVERRIDDEN = "--set (off-protocol)"
+#: settings that no longer exist -> what to say to a file or --set still holding them
+REMOVED = {"multi_contour": "multi_contour was removed: the [selection] metric decides "
+                            "(maxboxacc_v2 all contours / maxboxacc largest contour)"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +84,10 @@ class Setting:
     overridable: bool = True
 
 
+def _increasing_positive(points: tuple) -> bool:
+    return all(point >= 1 for point in points) and all(a < b for a, b in zip(points, points[1:]))
+
+
 SETTINGS: dict[str, Setting] = {
     "backbone": Setting("model", str, bool, "a backbone name", overridable=False),
     "pretrained": Setting("model", bool),
@@ -72,8 +95,11 @@ SETTINGS: dict[str, Setting] = {
     "epochs": Setting("training", int, lambda v: v >= 0, ">= 0"),
     "batch_size": Setting("training", int, lambda v: v >= 1, ">= 1"),
     "lr": Setting("training", float, lambda v: v > 0, "> 0"),
+    # lr x lr_decay_factor before every epoch e (1-based) with e % lr_decay_frequency == 0, unless
+    # lr_decay_points is not empty: then after each point p, for every epoch e > p (MultiStep milestones)
     "lr_decay_frequency": Setting("training", int, lambda v: v >= 1, ">= 1"),
     "lr_decay_factor": Setting("training", float, lambda v: 0 < v <= 1, "in (0, 1]"),
+    "lr_decay_points": Setting("training", tuple, _increasing_positive, "strictly increasing positive integers"),
     "weight_decay": Setting("training", float, lambda v: v >= 0, ">= 0"),
     "momentum": Setting("training", float, lambda v: 0 <= v < 1, "in [0, 1)"),
     "nesterov": Setting("training", bool),
@@ -82,18 +108,28 @@ SETTINGS: dict[str, Setting] = {
     "cam_curve_interval": Setting("evaluation", float, lambda v: 0 < v < 1, "in (0, 1)"),
     "iou_thresholds": Setting("evaluation", tuple, lambda v: len(v) > 0 and all(0 < t <= 100 for t in v),
                               "one or more integers in 1..100"),
-    "multi_contour": Setting("evaluation", bool),
+    # train-fullsup images per class used for selection (wsolevaluation's --num_val_sample_per_class; 0: all)
+    "num_val_sample_per_class": Setting("evaluation", int, lambda v: v >= 0, ">= 0"),
     "eval_checkpoint": Setting("evaluation", str, lambda v: v in ("last", "best"), "last or best"),
     "evaluate_epoch0": Setting("evaluation", bool),
 }
 SECTIONS = ("model", "training", "evaluation")
+#: sections whose values make a configuration tuned or not (the backbone aside: it names the method table)
+TUNED_SECTIONS = ("model", "training")
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """Every resolved value of one run. ``hparams`` holds the method's hyperparameters (its ``Hparams``
     fields); ``overrides`` the ``--set`` pairs as given; ``method_table`` the ``[<dataset>.<backbone>]``
-    table of the method file that applied (None: none did)."""
+    table of the method file that applied (None: none did); ``selection_metric`` the criterion that selects
+    the checkpoint when ``eval_checkpoint`` is ``"best"`` (the protocol's metric, or ``--set selection``).
+
+    ``provenance`` maps every setting name and every hyperparameter as ``method.<name>`` to where its value
+    came from (see the module docstring). ``tuned`` is True when the method's ``[<dataset>.<backbone>]`` table
+    applied and every model and training value (the backbone aside) and every method hyperparameter is
+    ``"published, ..."``: a configuration the authors published for this pair, not a default or a report.
+    """
 
     protocol: str
     fingerprint: str
@@ -113,6 +149,7 @@ class RunConfig:
     lr: float
     lr_decay_frequency: int
     lr_decay_factor: float
+    lr_decay_points: tuple[int, ...]
     weight_decay: float
     momentum: float
     nesterov: bool
@@ -120,12 +157,14 @@ class RunConfig:
     image_size: int
     cam_curve_interval: float
     iou_thresholds: tuple[int, ...]
-    multi_contour: bool
+    num_val_sample_per_class: int
     eval_checkpoint: str
     evaluate_epoch0: bool
     hparams: Mapping[str, Any]
     overrides: Mapping[str, str]
     off_protocol: bool
+    provenance: Mapping[str, str]
+    tuned: bool
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (tuples as lists, mappings as dicts), in field order."""
@@ -164,7 +203,7 @@ def _setting_from_text(key: str, text: str) -> Any:
         if setting.kind is bool:
             value = _bool_from_text(text)
         elif setting.kind is tuple:
-            value = tuple(int(part) for part in text.split(","))
+            value = tuple(int(part) for part in text.split(",")) if text.strip() else ()
         else:
             value = setting.kind(text.strip())
     except ValueError:
@@ -188,71 +227,44 @@ def _describe(setting: Setting) -> str:
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[setting.kind]
 
 
-def _split_overrides(overrides: Mapping[str, str], method: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """Overrides -> (settings, method hyperparameters), settings converted and checked."""
-    settings, hparams = {}, {}
+@dataclass
+class _Overrides:
+    settings: dict[str, Any]
+    hparams: dict[str, str]
+    selection: str | None
+
+
+def _split_overrides(overrides: Mapping[str, str], method_class) -> _Overrides:
+    """Overrides -> settings (converted and checked), method hyperparameters (as text) and the selection."""
+    hparam_names = [field.name for field in dataclasses.fields(method_class.Hparams)]
+    split = _Overrides({}, {}, None)
     for key, text in overrides.items():
-        if key.startswith(METHOD_PREFIX):
-            hparams[key[len(METHOD_PREFIX):]] = text
+        if key.startswith(METHOD_PREFIX) or (key in hparam_names and key not in SETTINGS and key != SELECTION_KEY):
+            name = key.removeprefix(METHOD_PREFIX)
+            if name in split.hparams:
+                raise WsolbenchError(f"--set {key}: hyperparameter {name!r} given twice ({name} and "
+                                     f"{METHOD_PREFIX}{name})")
+            split.hparams[name] = text
         elif key == "backbone":
             raise WsolbenchError("--set backbone: choose the backbone with --backbone (that is not an override)")
+        elif key in REMOVED:
+            raise WsolbenchError(f"--set {key}: {REMOVED[key]}")
+        elif key == SELECTION_KEY:
+            split.selection = text.strip()
         elif key in SETTINGS:
-            settings[key] = _setting_from_text(key, text)
+            split.settings[key] = _setting_from_text(key, text)
         else:
-            settable = ", ".join(name for name, setting in SETTINGS.items() if setting.overridable)
-            raise WsolbenchError(f"--set {key}: unknown key; settings: {settable}; "
-                                 f"method {method!r} hyperparameters are set as {METHOD_PREFIX}<name>")
-    return settings, hparams
+            settable = [name for name, setting in SETTINGS.items() if setting.overridable] + [SELECTION_KEY]
+            close = difflib.get_close_matches(key, settable + hparam_names, n=1)
+            if close:
+                raise WsolbenchError(f"--set {key}={text}: unknown key; did you mean {close[0]}?")
+            raise WsolbenchError(f"--set {key}={text}: unknown key; settings: {', '.join(settable)}; method "
+                                 f"{method_class.name!r} hyperparameters: {', '.join(hparam_names) or 'none'} "
+                                 f"(also as {METHOD_PREFIX}<name>)")
+    return split
 
 
-# --- protocol folders ---------------------------------------------------------------------------------------
-
-
-def packaged_protocols() -> list[str]:
-    """Ids of the protocols shipped inside wsolbench."""
-    root = importlib.resources.files("wsolbench.protocols")
-    return sorted(entry.name for entry in root.iterdir() if (entry / PROTOCOL_FILE).is_file())
-
-
-class _ProtocolFolder:
-    """A protocol folder (packaged resource or directory), its files parsed and checked on first read."""
-
-    def __init__(self, protocol: str | os.PathLike):
-        packaged = importlib.resources.files("wsolbench.protocols")
-        if isinstance(protocol, str) and protocol in packaged_protocols():
-            self.root, self.label = packaged / protocol, f"protocol {protocol!r}"
-        elif Path(protocol).is_dir():
-            self.root, self.label = Path(protocol), str(protocol)
-            if not (self.root / PROTOCOL_FILE).is_file():
-                raise WsolbenchError(f"protocol folder {protocol} holds no {PROTOCOL_FILE}")
-        else:
-            raise WsolbenchError(f"unknown protocol {str(protocol)!r}; packaged: {', '.join(packaged_protocols())} "
-                                 f"(or give a folder holding {PROTOCOL_FILE})")
-
-    def where(self, relative: str) -> str:
-        """How error messages name a file of this protocol."""
-        return f"{self.label}: {relative}"
-
-    def read(self, relative: str) -> dict:
-        path = self.root
-        for part in relative.split("/"):
-            path = path / part
-        try:
-            return tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as error:
-            raise WsolbenchError(f"{self.where(relative)} is not valid TOML: {error}") from None
-        except (OSError, UnicodeDecodeError) as error:
-            raise WsolbenchError(f"cannot read {self.where(relative)}: {error}") from None
-
-    def read_optional(self, folder: str, stem: str) -> tuple[str, dict] | None:
-        """``<folder>/<stem>.toml`` parsed, or None; names are matched exactly (also on case-blind disks)."""
-        directory = self.root / folder
-        if not directory.is_dir():
-            return None
-        if f"{stem}.toml" not in {entry.name for entry in directory.iterdir() if entry.is_file()}:
-            return None
-        relative = f"{folder}/{stem}.toml"
-        return relative, self.read(relative)
+# --- protocol files ---------------------------------------------------------------------------------------
 
 
 def _require_tables(document: dict, allowed: Iterable[str], where: str) -> None:
@@ -278,6 +290,21 @@ def _name_entry(document: dict, table: str, expected: str, where: str) -> None:
     _require_keys(entry, ("name",), f"{where}: [{table}]")
 
 
+def _provenance(table: dict, where: str) -> str:
+    """The table's ``provenance`` text (:data:`UNTUNED` when it has none), checked against the convention."""
+    text = table.get(PROVENANCE_KEY, UNTUNED)
+    if not isinstance(text, str) or not text.startswith(PROVENANCE_PREFIXES) or \
+            text.rstrip() in ("published,", "reported,"):
+        raise WsolbenchError(f"{where}: provenance must be a string starting with 'published, <source>', "
+                             f"'reported, <source>' or '{UNTUNED}', got {text!r}")
+    return text
+
+
+def _values(table: dict) -> dict:
+    """The table without its ``provenance`` key."""
+    return {key: value for key, value in table.items() if key != PROVENANCE_KEY}
+
+
 def _setting_from_file(key: str, value: Any, where: str) -> Any:
     setting = SETTINGS[key]
     kind = setting.kind
@@ -292,21 +319,26 @@ def _setting_from_file(key: str, value: Any, where: str) -> Any:
     return value
 
 
-def _sectioned_settings(document: dict, where: str) -> dict[str, Any]:
-    """The [model], [training] and [evaluation] tables of a protocol or dataset file, checked and flattened."""
-    values = {}
+def _sectioned_settings(document: dict, where: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The [model], [training] and [evaluation] tables of a protocol or dataset file, checked and flattened:
+    (values, provenance of each value)."""
+    values, provenance = {}, {}
     for section in SECTIONS:
-        for key, value in document.get(section, {}).items():
+        table = document.get(section, {})
+        text = _provenance(table, f"{where}: [{section}]")
+        for key, value in _values(table).items():
+            if key in REMOVED:
+                raise WsolbenchError(f"{where}: [{section}] {REMOVED[key]}")
             if key not in SETTINGS or SETTINGS[key].section != section:
                 home = f" (it belongs in [{SETTINGS[key].section}])" if key in SETTINGS else ""
                 raise WsolbenchError(f"{where}: [{section}] has unknown key {key!r}{home}")
             values[key] = _setting_from_file(key, value, f"{where}: [{section}]")
-    return values
+            provenance[key] = text
+    return values, provenance
 
 
-def _protocol_defaults(folder: _ProtocolFolder) -> tuple[dict, dict[str, Any]]:
-    where = folder.where(PROTOCOL_FILE)
-    document = folder.read(PROTOCOL_FILE)
+def _protocol_defaults(files: ProtocolFiles) -> tuple[dict, dict[str, Any], dict[str, str]]:
+    where, document = files.read_protocol()
     _require_tables(document, ("protocol", "splits", "selection", *SECTIONS), where)
     if not isinstance(document.get("protocol", {}).get("id"), str):
         raise WsolbenchError(f"{where}: [protocol] needs an id (a string)")
@@ -321,51 +353,56 @@ def _protocol_defaults(folder: _ProtocolFolder) -> tuple[dict, dict[str, Any]]:
         if metric not in SELECTION_METRICS.get(annotation, ()):
             known = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in SELECTION_METRICS.items())
             raise WsolbenchError(f"{where}: [selection] {annotation} = {metric!r} is not a selection metric ({known})")
-    defaults = _sectioned_settings(document, where)
+    defaults, provenance = _sectioned_settings(document, where)
     missing = [key for key in SETTINGS if key not in defaults]
     if missing:
         raise WsolbenchError(f"{where}: [{SETTINGS[missing[0]].section}] lacks {missing[0]!r} "
                              "(protocol.toml gives every setting a default)")
-    return document, defaults
+    return document, defaults, provenance
 
 
-def _dataset_defaults(folder: _ProtocolFolder, dataset: str) -> tuple[str, dict, dict[str, Any]] | None:
-    found = folder.read_optional("datasets", dataset)
+def _dataset_defaults(files: ProtocolFiles, dataset: str):
+    """(relative path, parsed content, values, provenance) of the dataset's file, or None."""
+    found = files.find("datasets", dataset)
     if found is None:
         return None
-    relative, document = found
-    where = folder.where(relative)
+    relative, where, document = found
     _require_tables(document, ("dataset", *SECTIONS), where)
     _name_entry(document, "dataset", dataset, where)
-    return relative, document, _sectioned_settings(document, where)
+    return (relative, document, *_sectioned_settings(document, where))
 
 
-def _method_tables(folder: _ProtocolFolder, method: str) -> tuple[str, dict] | None:
+def _method_tables(files: ProtocolFiles, method: str) -> tuple[str, str, dict] | None:
     """The method's file, every [<dataset>.<backbone>] table checked (a typo anywhere is an error)."""
-    found = folder.read_optional("methods", method)
+    found = files.find("methods", method)
     if found is None:
         return None
-    relative, document = found
-    where = folder.where(relative)
+    relative, where, document = found
     _name_entry(document, "method", method, where)
     for dataset, tables in document.items():
         if dataset in ("method", "hparams"):
             if not isinstance(tables, dict):
                 raise WsolbenchError(f"{where}: {dataset} must be a table")
+            if dataset == "hparams":
+                _provenance(tables, f"{where}: [hparams]")
             continue
         if not isinstance(tables, dict) or not all(isinstance(table, dict) for table in tables.values()):
             raise WsolbenchError(f"{where}: [{dataset}] must hold only [{dataset}.<backbone>] tables")
         for backbone, table in tables.items():
             table_where = f"{where}: [{dataset}.{backbone}]"
-            for key, value in table.items():
+            _provenance(table, table_where)
+            for key, value in _values(table).items():
                 if key == "hparams":
                     if not isinstance(value, dict):
                         raise WsolbenchError(f"{table_where}: hparams must be a table")
+                    _provenance(value, f"{where}: [{dataset}.{backbone}.hparams]")
+                elif key in REMOVED:
+                    raise WsolbenchError(f"{table_where}: {REMOVED[key]}")
                 elif key not in SETTINGS or not SETTINGS[key].overridable:
                     raise WsolbenchError(f"{table_where}: unknown key {key!r}")
                 else:
                     _setting_from_file(key, value, table_where)
-    return relative, document
+    return relative, where, document
 
 
 def _method_hparams(method_class, values: dict, where: str) -> Any:
@@ -384,6 +421,30 @@ def fingerprint_of(content: Mapping[str, Any]) -> str:
 # --- resolution ------------------------------------------------------------------------------------------
 
 
+def _selection(selection: str, override: str | None, spec: DatasetSpec, eval_checkpoint: str) -> str:
+    """The selection criterion: the protocol's, or ``--set selection`` (checked when it names a metric)."""
+    if override is None:
+        return selection
+    if not override:
+        raise WsolbenchError(f"--set {SELECTION_KEY}=: give a metric ({', '.join(SELECTION_METRICS[spec.annotation])})"
+                             " or a criterion the method offers")
+    for annotation, metrics in SELECTION_METRICS.items():
+        if override in metrics and annotation != spec.annotation:
+            raise WsolbenchError(f"--set {SELECTION_KEY}={override}: {override} needs {annotation} labels; dataset "
+                                 f"{spec.name!r} has {spec.annotation} "
+                                 f"({', '.join(SELECTION_METRICS[spec.annotation])})")
+    if eval_checkpoint == "last":
+        raise WsolbenchError(f"--set {SELECTION_KEY}={override}: the last checkpoint is tested (eval_checkpoint = "
+                             "last), so nothing is selected; add eval_checkpoint=best")
+    return override
+
+
+def _tuned(method_table: str | None, provenance: Mapping[str, str]) -> bool:
+    keys = [key for key, setting in SETTINGS.items() if setting.section in TUNED_SECTIONS and key != "backbone"]
+    keys += [key for key in provenance if key.startswith(METHOD_PREFIX)]
+    return method_table is not None and all(provenance[key].startswith("published, ") for key in keys)
+
+
 def resolve_run(method: str, dataset: str | DatasetSpec, backbone: str | None = None,
                 overrides: Mapping[str, str] | None = None,
                 protocol: str | os.PathLike = DEFAULT_PROTOCOL) -> RunConfig:
@@ -392,60 +453,75 @@ def resolve_run(method: str, dataset: str | DatasetSpec, backbone: str | None = 
     ``dataset`` is a registered name or a :class:`DatasetSpec` (e.g. a never-seen layout folder's); method,
     dataset and backbone names are checked against the registries, whose errors name close matches.
     """
-    from wsolbench.plugins import registry
+    from wsolbench import plugins as plugin_loader
 
     overrides = dict(overrides or {})
-    method_class = registry("method").get(method)
-    spec = dataset if isinstance(dataset, DatasetSpec) else registry("dataset").get(dataset)
-    folder = _ProtocolFolder(protocol)
+    loaded = plugin_loader.plugins()
+    method_class = loaded.registries["method"].get(method)
+    spec = dataset if isinstance(dataset, DatasetSpec) else loaded.registries["dataset"].get(dataset)
+    files = open_protocol(protocol)
 
-    protocol_document, values = _protocol_defaults(folder)
+    protocol_document, values, provenance = _protocol_defaults(files)
     content: dict[str, Any] = {PROTOCOL_FILE: protocol_document}
-    dataset_found = _dataset_defaults(folder, spec.name)
+    dataset_found = _dataset_defaults(files, spec.name)
     if dataset_found is not None:
-        relative, document, dataset_values = dataset_found
+        relative, document, dataset_values, dataset_provenance = dataset_found
         content[relative] = document
         values.update(dataset_values)
+        provenance.update(dataset_provenance)
 
+    if backbone:
+        provenance["backbone"] = CHOSEN
     backbone = backbone or values["backbone"]
-    registry("backbone").get(backbone)
+    loaded.registries["backbone"].get(backbone)
     values["backbone"] = backbone
 
     hparam_values: dict[str, Any] = {}
+    hparam_provenance: dict[str, str] = {}
     method_table = None
-    method_found = _method_tables(folder, method)
+    method_found = _method_tables(files, method)
     if method_found is not None:
-        relative, document = method_found
-        where = folder.where(relative)
-        _method_hparams(method_class, document.get("hparams", {}), f"{where}: [hparams]")
-        hparam_values.update(document.get("hparams", {}))
-        used = {"method": document["method"], "hparams": document.get("hparams", {})}
+        relative, where, document = method_found
+        file_hparams = document.get("hparams", {})
+        _method_hparams(method_class, _values(file_hparams), f"{where}: [hparams]")
+        hparam_values.update(_values(file_hparams))
+        hparam_provenance.update(dict.fromkeys(_values(file_hparams), _provenance(file_hparams, where)))
+        used = {"method": document["method"], "hparams": file_hparams}
         table = document.get(spec.name, {}).get(backbone)
         if table is not None:
             method_table = f"{spec.name}.{backbone}"
             used["table"] = {method_table: table}
             table_hparams = table.get("hparams", {})
-            _method_hparams(method_class, table_hparams, f"{where}: [{method_table}.hparams]")
-            hparam_values.update(table_hparams)
+            _method_hparams(method_class, _values(table_hparams), f"{where}: [{method_table}.hparams]")
+            hparam_values.update(_values(table_hparams))
+            hparam_provenance.update(dict.fromkeys(_values(table_hparams), _provenance(table_hparams, where)))
+            table_settings = {key: value for key, value in _values(table).items() if key != "hparams"}
             values.update({key: _setting_from_file(key, value, f"{where}: [{method_table}]")
-                           for key, value in table.items() if key != "hparams"})
+                           for key, value in table_settings.items()})
+            provenance.update(dict.fromkeys(table_settings, _provenance(table, where)))
         content[relative] = used
 
-    setting_overrides, hparam_overrides = _split_overrides(overrides, method)
-    _method_hparams(method_class, hparam_overrides, "--set")
-    values.update(setting_overrides)
-    hparam_values.update(hparam_overrides)
+    split = _split_overrides(overrides, method_class)
+    _method_hparams(method_class, split.hparams, "--set")
+    values.update(split.settings)
+    provenance.update(dict.fromkeys(split.settings, OVERRIDDEN))
+    hparam_values.update(split.hparams)
+    hparam_provenance.update(dict.fromkeys(split.hparams, OVERRIDDEN))
     hparams = dataclasses.asdict(method_class.make_hparams(hparam_values))
+    provenance.update({f"{METHOD_PREFIX}{name}": hparam_provenance.get(name, METHOD_DEFAULT) for name in hparams})
 
     selection = protocol_document.get("selection", {})
     if spec.annotation not in selection:
         raise WsolbenchError(f"dataset {spec.name!r} has {spec.annotation!r} localization labels; protocol "
                              f"{protocol_document['protocol']['id']!r} selects checkpoints only for "
                              f"{', '.join(selection) or 'no'} labels")
+    selection_metric = _selection(selection[spec.annotation], split.selection, spec, values["eval_checkpoint"])
     splits = protocol_document["splits"]
+    provenance = {key: provenance[key] for key in (*SETTINGS, *(f"{METHOD_PREFIX}{name}" for name in hparams))}
     return RunConfig(
         protocol=protocol_document["protocol"]["id"], fingerprint=fingerprint_of(content), method=method,
         dataset=spec.name, defaults_from="dataset" if dataset_found is not None else "protocol",
         method_table=method_table, train_split=splits["train"], val_split=splits["val"],
-        test_split=splits["test"], selection_metric=selection[spec.annotation], **values,
-        hparams=MappingProxyType(hparams), overrides=MappingProxyType(overrides), off_protocol=bool(overrides))
+        test_split=splits["test"], selection_metric=selection_metric, **values,
+        hparams=MappingProxyType(hparams), overrides=MappingProxyType(overrides), off_protocol=bool(overrides),
+        provenance=MappingProxyType(provenance), tuned=_tuned(method_table, provenance))

@@ -32,7 +32,9 @@ def _overrides(ctx, param, values):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Run folder (record.json, checkpoints/); default runs/<dataset>-<method>-<backbone>-seed<N>.")
 @click.option("--set", "overrides", cls=ManyValuesOption, type=click.UNPROCESSED, callback=_overrides,
-              help="Override protocol values: --set lr=0.001 epochs=3 (recorded; the run is off-protocol).")
+              help="Override protocol values: --set lr=0.001 epochs=3; a method hyperparameter as method.NAME=V "
+                   "(or bare NAME=V when no setting has that name); the criterion as selection=NAME (with "
+                   "eval_checkpoint=best). Recorded; the run is off-protocol.")
 @click.option("--resume", is_flag=True, help="Finish an interrupted run from its last checkpoint.")
 @click.option("--weights", "weights_path", type=click.Path(dir_okay=False, exists=True),
               help="Local torchvision-format ImageNet weights for the backbone.")
