@@ -75,6 +75,32 @@ def test_a_switch_name_matching_no_plugin_is_one_warning_line_with_the_closest(m
     assert {info.name for info in loaded.plugins} == {"cam", "metrics"}
 
 
+def test_protocol_files_folders_are_collected_with_their_plugin(monkeypatch, tmp_path):
+    from fake_plugins import fake_entry_point
+
+    module = types.ModuleType("files_plugin")
+    module.wsolbench_register_protocol_files = plugins.hookimpl(lambda register: register(tmp_path))
+    monkeypatch.setattr(plugins.importlib.metadata, "entry_points",
+                        lambda group: [fake_entry_point("files", lambda: module)])
+    loaded = plugins.load_plugins()
+    assert loaded.protocol_folders == [("toy-dist (plugin 'files')", tmp_path)]
+    assert loaded.plugins[0].registered == {"protocol_files": [str(tmp_path)]}
+
+
+def test_registering_protocol_files_that_are_no_folder_is_an_error_naming_the_plugin(monkeypatch, tmp_path):
+    from fake_plugins import fake_entry_point
+
+    module = types.ModuleType("files_plugin")
+    missing = tmp_path / "missing"
+    module.wsolbench_register_protocol_files = plugins.hookimpl(lambda register: register(str(missing)))
+    monkeypatch.setattr(plugins.importlib.metadata, "entry_points",
+                        lambda group: [fake_entry_point("files", lambda: module)])
+    with pytest.raises(WsolbenchError) as error:
+        plugins.load_plugins()
+    assert str(error.value) == \
+        f"toy-dist (plugin 'files') registered protocol files at {missing!r}, which is not a folder"
+
+
 def _fake_entry_point(name, target):
     dist = types.SimpleNamespace(name="broken-plugin", version="9.9")
     return types.SimpleNamespace(name=name, dist=dist, load=target)

@@ -1,5 +1,5 @@
-"""Protocol files -> RunConfig: precedence, overrides, provenance, fingerprint, file errors, the shipped
-protocol."""
+"""Protocol files -> RunConfig: precedence, overrides, provenance, fingerprint, file errors, protocol files
+shipped by plugins, the shipped protocol."""
 
 import dataclasses
 import hashlib
@@ -693,3 +693,177 @@ def test_every_shipped_value_states_its_provenance():
         for table in filter(None, tables):
             assert table["provenance"].startswith(("published, ", "reported, ", "wsolbench default, untuned")), path
 
+
+# --- protocol files shipped by plugins (wsolbench_register_protocol_files) -----------------------------------
+
+DOGS_TOML = """
+[dataset]
+name = "dogs"
+
+[model]
+provenance = "published, the Dogs paper"
+backbone = "resnet50"
+
+[training]
+provenance = "published, the Dogs paper, table 2"
+epochs = 30
+lr = 0.003
+"""
+
+PLUGIN_TOY_TOML = """
+[method]
+name = "toy"
+
+[hparams]
+grid_size = 6
+
+[cub.vgg16]
+provenance = "published, the toy paper, table 4"
+epochs = 12
+hparams = { mode = "hard" }
+"""
+
+DOGS = DatasetSpec(name="dogs", folder="DOGS", num_classes=120, annotation="boxes")
+
+
+def protocol_files_plugin(*folders, methods=(Toy,), datasets=(DOGS,)):
+    """A plugin module registering ``folders`` as protocol files (and a method and a dataset)."""
+    import types
+
+    from wsolbench import plugins
+
+    module = types.ModuleType("protocol_files_plugin")
+
+    @plugins.hookimpl
+    def wsolbench_register_protocol_files(register):
+        for folder in folders:
+            register(folder)
+
+    @plugins.hookimpl
+    def wsolbench_register_methods(register):
+        for method in methods:
+            register(method)
+
+    @plugins.hookimpl
+    def wsolbench_register_datasets(register):
+        for spec in datasets:
+            register(spec)
+
+    module.wsolbench_register_protocol_files = wsolbench_register_protocol_files
+    module.wsolbench_register_methods = wsolbench_register_methods
+    module.wsolbench_register_datasets = wsolbench_register_datasets
+    return module
+
+
+def shipped(folder, files: dict[str, str]):
+    """``folder`` holding ``files`` (relative path -> text)."""
+    for relative, text in files.items():
+        path = folder / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return folder
+
+
+@pytest.fixture
+def install(monkeypatch):
+    """``install(module, ...)``: make these plugin modules load as if installed (entry points of toy-dist)."""
+    from fake_plugins import add_entry_points, fake_entry_point
+
+    def install_plugins(*modules, names=("dogs",), distributions=("toy-dist",)):
+        add_entry_points(monkeypatch, *(fake_entry_point(name, lambda m=module: m, distribution)
+                                        for module, name, distribution in zip(modules, names, distributions)))
+
+    return install_plugins
+
+
+def packaged_protocol_content():
+    import tomllib
+
+    return tomllib.loads((REPO / "protocols" / "wsolevaluation" / "protocol.toml").read_text(encoding="utf-8"))
+
+
+def test_a_dataset_plugin_ships_its_protocol_defaults(tmp_path, install):
+    install(protocol_files_plugin(shipped(tmp_path / "pf", {"wsolevaluation/datasets/dogs.toml": DOGS_TOML})))
+    config = resolve_run("cam", "dogs")
+    assert (config.defaults_from, config.backbone, config.epochs, config.lr, config.batch_size) == \
+        ("dataset", "resnet50", 30, 0.003, 64)
+    assert config.off_protocol is False
+    assert config.provenance["lr"] == "published, the Dogs paper, table 2"
+    assert config.provenance["batch_size"] == CONFIG_PY
+    dogs = {"dataset": {"name": "dogs"},
+            "model": {"provenance": "published, the Dogs paper", "backbone": "resnet50"},
+            "training": {"provenance": "published, the Dogs paper, table 2", "epochs": 30, "lr": 0.003}}
+    cam = {"method": {"name": "cam"}, "hparams": {}}  # methods/cam.toml: no [dogs.resnet50] table
+    assert config.fingerprint == canonical_sha({"protocol.toml": packaged_protocol_content(),
+                                                "datasets/dogs.toml": dogs, "methods/cam.toml": cam})
+
+
+def test_a_method_plugin_ships_its_tables_and_a_path_is_accepted(tmp_path, install):
+    folder = shipped(tmp_path / "pf", {"wsolevaluation/methods/toy.toml": PLUGIN_TOY_TOML})
+    install(protocol_files_plugin(str(folder)))
+    config = resolve_run("toy", "cub")
+    assert (config.method_table, config.epochs, config.lr, config.batch_size) == ("cub.vgg16", 12, 1.268269e-5, 32)
+    assert dict(config.hparams) == {"drop_rate": 0.5, "grid_size": 6, "mode": "hard", "flag": False}
+    assert config.provenance["epochs"] == "published, the toy paper, table 4"
+    assert config.provenance["lr"] == ISSUE_60
+    assert resolve_run("toy", "cub", "resnet50").method_table is None
+
+
+def test_plugin_files_get_the_same_checks_naming_the_plugin(tmp_path, install):
+    install(protocol_files_plugin(shipped(tmp_path / "pf", {
+        "wsolevaluation/datasets/dogs.toml": DOGS_TOML.replace("lr = 0.003", "lr = -1.0")})))
+    with pytest.raises(WsolbenchError) as error:
+        resolve_run("cam", "dogs")
+    assert str(error.value) == ("protocol 'wsolevaluation' of toy-dist (plugin 'dogs'): datasets/dogs.toml: "
+                                "[training]: lr must be > 0, got -1.0")
+
+
+def test_a_file_shipped_by_a_plugin_and_by_wsolbench_is_an_error_naming_both(tmp_path, install):
+    install(protocol_files_plugin(shipped(tmp_path / "pf", {
+        "wsolevaluation/datasets/cub.toml": DOGS_TOML.replace('"dogs"', '"cub"')})))
+    with pytest.raises(WsolbenchError) as error:
+        resolve_run("cam", "cub")
+    assert str(error.value) == ("protocol 'wsolevaluation': datasets/cub.toml is shipped twice: by wsolbench "
+                                "(packaged) and by toy-dist (plugin 'dogs')")
+    assert resolve_run("cam", "synthetic").defaults_from == "dataset"  # the other files are unaffected
+
+
+def test_a_file_shipped_by_two_plugins_is_an_error_naming_both(tmp_path, install):
+    first = shipped(tmp_path / "a", {"wsolevaluation/methods/toy.toml": PLUGIN_TOY_TOML})
+    second = shipped(tmp_path / "b", {"wsolevaluation/methods/toy.toml": PLUGIN_TOY_TOML})
+    install(protocol_files_plugin(first), protocol_files_plugin(second, methods=(), datasets=()),
+            names=("first", "second"), distributions=("dist-a", "dist-b"))
+    with pytest.raises(WsolbenchError, match=r"^protocol 'wsolevaluation': methods/toy.toml is shipped twice: by "
+                                             r"dist-(a|b) \(plugin '(first|second)'\) and by dist-(a|b)"):
+        resolve_run("toy", "cub")
+
+
+def test_a_plugin_may_not_ship_the_protocol_file_of_a_packaged_protocol(tmp_path, install):
+    install(protocol_files_plugin(shipped(tmp_path / "pf", {"wsolevaluation/protocol.toml": PROTOCOL_TOML})))
+    with pytest.raises(WsolbenchError) as error:
+        resolve_run("cam", "synthetic")
+    assert str(error.value) == ("toy-dist (plugin 'dogs') ships wsolevaluation/protocol.toml, but protocol "
+                                "'wsolevaluation' is wsolbench's own: a plugin may add only datasets/ and methods/ "
+                                "files to it")
+
+
+def test_a_plugin_may_ship_a_new_protocol_and_files_for_a_protocol_given_by_path(tmp_path, install):
+    folder = shipped(tmp_path / "pf", {"toyproto/protocol.toml": PROTOCOL_TOML,
+                                       "toyproto/datasets/dogs.toml": DOGS_TOML})
+    install(protocol_files_plugin(folder))
+    config = resolve_run("cam", "dogs", protocol="toyproto")
+    assert (config.protocol, config.defaults_from, config.epochs) == ("toyproto", "dataset", 30)
+    by_path = write_protocol(tmp_path / "by_path", synthetic=None, toy=None)  # its [protocol] id is toyproto
+    config = resolve_run("cam", "dogs", protocol=by_path)
+    assert (config.protocol, config.defaults_from, config.epochs) == ("toyproto", "dataset", 30)
+    with pytest.raises(WsolbenchError, match="unknown protocol 'nope'; packaged: wsolevaluation; "
+                                             "from plugins: toyproto"):
+        resolve_run("cam", "dogs", protocol="nope")
+
+
+def test_a_misspelled_folder_of_plugin_files_is_an_error(tmp_path, install):
+    install(protocol_files_plugin(shipped(tmp_path / "pf", {"wsolevaluation/dataset/dogs.toml": DOGS_TOML})))
+    with pytest.raises(WsolbenchError) as error:
+        resolve_run("cam", "dogs")
+    assert str(error.value) == ("protocol 'wsolevaluation' of toy-dist (plugin 'dogs'): unexpected dataset/ "
+                                "(a protocol folder holds protocol.toml, datasets/ and methods/)")

@@ -49,6 +49,23 @@ def wsolbench_register_metrics(register):
         metric named ``box_accuracy`` and mask datasets with ``pxap``.
     """
 
+
+@hookspec
+def wsolbench_register_protocol_files(register):
+    """Register folders of protocol files: call ``register(folder)`` for each.
+
+    The folder is laid out like wsolbench's ``protocols/`` folder: ``<folder>/<protocol id>/datasets/<dataset>.toml``
+    (a dataset's defaults) and ``<folder>/<protocol id>/methods/<method>.toml`` (a method's ``[hparams]`` and
+    ``[<dataset>.<backbone>]`` tables). Resolving dataset D or method M under protocol P reads
+    ``P/datasets/D.toml`` / ``P/methods/M.toml`` from the packaged folder or from any registered folder, with the
+    same checks and fingerprint; one file name shipped by two sources is an error naming both. A plugin may ship
+    ``<id>/protocol.toml`` only for an id wsolbench does not package (a new protocol).
+
+    :param register: ``register(folder)`` where ``folder`` is a path (``str`` or ``os.PathLike``) or an
+        ``importlib.resources`` Traversable (``importlib.resources.files("my_plugin") / "protocols"``); a
+        folder that does not exist is an error naming the plugin.
+    """
+
 # --- observer hooks: called on the main process (rank 0) during ``wsolbench run`` ----------------------
 
 
@@ -66,7 +83,9 @@ def wsolbench_epoch_end(run, epoch, scores):
 
     :param run: :class:`wsolbench.engine.fit.RunInfo`.
     :param epoch: the epoch just evaluated (0 before training).
-    :param scores: the train-fullsup scores (as ``wsolbench evaluate --json`` prints) plus ``loss``.
+    :param scores: the train-fullsup scores (as ``wsolbench evaluate --json`` prints) plus ``phase``,
+        ``criteria`` (the method's label-free criteria) and, after training epochs, ``loss`` and ``logs``
+        (per-epoch means of the training step's logs).
     """
 
 

@@ -6,6 +6,10 @@ the core plugins (:data:`CORE_PLUGINS`: the protocol's metrics, wsolbench's own 
 since no run can be scored without them. A name in the list that matches no installed entry point is one
 warning line on stderr naming it and the closest installed name. A plugin that fails to import is reported
 in one line on stderr naming it, and the others keep working.
+
+Registration hooks fill the name registries (:data:`REGISTRATION_HOOKS`) and, through
+``wsolbench_register_protocol_files``, the list of protocol-file folders (:attr:`LoadedPlugins.protocol_folders`,
+read by :mod:`wsolbench.protocol_files`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import importlib.metadata
 import os
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pluggy
 
@@ -27,6 +32,7 @@ ENTRY_POINT_GROUP = "wsolbench"
 LOAD_PLUGINS_ENV = "WSOLBENCH_LOAD_PLUGINS"
 #: entry point name -> module of the plugins loaded whatever WSOLBENCH_LOAD_PLUGINS says (even empty)
 CORE_PLUGINS = {"metrics": "wsolbench.metrics.builtin"}
+PROTOCOL_FILES_HOOK = "wsolbench_register_protocol_files"
 hookimpl = pluggy.HookimplMarker("wsolbench")
 
 #: registry kind -> the registration hook that fills it
@@ -68,6 +74,9 @@ class LoadedPlugins:
     registries: dict[str, Registry]
     plugins: list[PluginInfo]
     failures: list[PluginFailure]
+    #: (owner, folder) for each ``register(folder)`` of ``wsolbench_register_protocol_files``, in call order;
+    #: owner is ``"<distribution> (plugin '<name>')"``
+    protocol_folders: list[tuple[str, object]] = field(default_factory=list)
 
 
 def _is_core(entry_point) -> bool:
@@ -91,6 +100,21 @@ def _selected_entry_points() -> list:
             print(f"wsolbench: warning: {LOAD_PLUGINS_ENV} names {name!r}, which matches no installed plugin; "
                   f"{hint}", file=sys.stderr)
     return [entry_point for entry_point in installed if entry_point.name in names or _is_core(entry_point)]
+
+
+def _protocol_files_register(folders: list, info: PluginInfo, owner: str):
+    """The ``register(folder)`` handed to one plugin's ``wsolbench_register_protocol_files``."""
+
+    def register(folder):
+        """``register(folder)``: a path or an ``importlib.resources`` Traversable laid out like ``protocols/``."""
+        if isinstance(folder, (str, os.PathLike)):
+            folder = Path(folder)
+        if not (hasattr(folder, "iterdir") and hasattr(folder, "is_dir")) or not folder.is_dir():
+            raise WsolbenchError(f"{owner} registered protocol files at {folder!r}, which is not a folder")
+        folders.append((owner, folder))
+        info.registered.setdefault("protocol_files", []).append(str(folder))
+
+    return register
 
 
 def load_plugins() -> LoadedPlugins:
@@ -129,9 +153,14 @@ def load_plugins() -> LoadedPlugins:
                 _info.registered.setdefault(_kind, []).append(name)
 
             impl.function(register=register)
+    protocol_folders: list = []
+    for impl in getattr(manager.hook, PROTOCOL_FILES_HOOK).get_hookimpls():
+        info = infos[id(impl.plugin)]
+        impl.function(register=_protocol_files_register(protocol_folders, info,
+                                                        f"{info.distribution} (plugin {info.name!r})"))
     for failure in failures:
         print(f"wsolbench: warning: {failure}", file=sys.stderr)
-    return LoadedPlugins(manager, registries, list(infos.values()), failures)
+    return LoadedPlugins(manager, registries, list(infos.values()), failures, protocol_folders)
 
 
 @functools.lru_cache(maxsize=None)

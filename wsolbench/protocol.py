@@ -1,7 +1,8 @@
 """Protocol files -> the frozen configuration of one run.
 
 A protocol is a folder of TOML files (the packaged ones live in the repository's ``protocols/<id>/``, installed
-as ``wsolbench.protocols``; see :mod:`wsolbench.protocol_files`)::
+as ``wsolbench.protocols``; plugins add files through ``wsolbench_register_protocol_files``, see
+:mod:`wsolbench.protocol_files`)::
 
     protocol.toml          [protocol] id; [splits]; [selection] metric per annotation kind;
                            [model], [training], [evaluation]: a default for every setting
@@ -34,7 +35,8 @@ closest known one. Any override makes the run off-protocol. Choosing the backbon
 
 The fingerprint is the sha256 of the canonical JSON (sorted keys, no spaces) of the parsed content the
 resolution read: all of ``protocol.toml`` and of the dataset's file, and of the method's file its
-``[method]`` and ``[hparams]`` tables and the ``[<dataset>.<backbone>]`` table used. Two machines with the same values get the same fingerprint,
+``[method]`` and ``[hparams]`` tables and the ``[<dataset>.<backbone>]`` table used (wherever each file came
+from: the packaged folder or a plugin's). Two machines with the same values get the same fingerprint,
 whatever the comments, formatting or unrelated tables.
 """
 
@@ -448,10 +450,13 @@ def _tuned(method_table: str | None, provenance: Mapping[str, str]) -> bool:
 def resolve_run(method: str, dataset: str | DatasetSpec, backbone: str | None = None,
                 overrides: Mapping[str, str] | None = None,
                 protocol: str | os.PathLike = DEFAULT_PROTOCOL) -> RunConfig:
-    """The :class:`RunConfig` of ``method`` on ``dataset`` under ``protocol`` (a packaged id or a folder).
+    """The :class:`RunConfig` of ``method`` on ``dataset`` under ``protocol`` (a packaged id, an id a plugin
+    ships, or a folder).
 
     ``dataset`` is a registered name or a :class:`DatasetSpec` (e.g. a never-seen layout folder's); method,
-    dataset and backbone names are checked against the registries, whose errors name close matches.
+    dataset and backbone names are checked against the registries, whose errors name close matches. The
+    protocol's ``datasets/`` and ``methods/`` files come from its folder and from every folder plugins
+    registered for its id.
     """
     from wsolbench import plugins as plugin_loader
 
@@ -459,9 +464,10 @@ def resolve_run(method: str, dataset: str | DatasetSpec, backbone: str | None = 
     loaded = plugin_loader.plugins()
     method_class = loaded.registries["method"].get(method)
     spec = dataset if isinstance(dataset, DatasetSpec) else loaded.registries["dataset"].get(dataset)
-    files = open_protocol(protocol)
+    files = open_protocol(protocol, loaded.protocol_folders)
 
     protocol_document, values, provenance = _protocol_defaults(files)
+    files.attach(protocol_document["protocol"]["id"], loaded.protocol_folders)
     content: dict[str, Any] = {PROTOCOL_FILE: protocol_document}
     dataset_found = _dataset_defaults(files, spec.name)
     if dataset_found is not None:
