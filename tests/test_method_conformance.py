@@ -182,7 +182,7 @@ class RequiredHparam(Toy):
 
 @pytest.mark.parametrize("method, message", [
     (NanLoss, "training step 1: the loss is nan, not finite"),
-    (DetachedLoss, "training step 1: the loss does not depend on any trainable parameter"),
+    (DetachedLoss, "training step 1: .*the loss does not depend on any trainable parameter"),
     (ZeroGradient, "training step 1: every gradient of the optimized parameters is zero or missing"),
     (FlatMaps, r"predict: maps have shape \(4, 1, 1\), expected \(4, h, w\) with h, w > 1"),
     (WrongLogits, r"predict: logits have shape \(4, 1\), expected \(4, 2\)"),

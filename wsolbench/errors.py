@@ -16,3 +16,8 @@ class MetadataError(WsolbenchError):
 
 class ScoremapError(WsolbenchError):
     """A score map file is missing, unreadable or invalid."""
+
+
+class MethodContractError(WsolbenchError):
+    """A method plugin broke the Method contract (docs/hooks.md): a bug in the plugin, reported in one line
+    naming the method and the call (``wsolbench.testing.check_method`` turns it into an AssertionError)."""

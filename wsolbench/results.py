@@ -11,10 +11,14 @@ Keys (:data:`RECORD_KEYS`)::
     provenance     see provenance(): versions, plugins, git sha, device, the reproducing command
     selected       {"epoch": int, "criterion": str}: the checkpoint the test scores are of
     scores         {"train_fullsup": {...}, "test": {...}}: metric name -> value (the engine's choice)
-    history        [{"epoch": int, ...val scores...}, ...]
+    history        [{"epoch": int, "phase": str, ...val scores..., "criteria": {...}, "loss", "logs": {...}}, ...]
     wall_time_s    seconds
+    phases         [{"name", "epochs", "optimizers", "batch_size", "selectable"}, ...] (records of runs)
+    acceleration   {"amp" (training autocast dtype or "off"), "evaluation_precision", "channels_last",
+                    "compile", "sync_batchnorm", "world_size", "device"} (records of runs)
 
-:func:`new_record` fills everything but the last four, which the engine fills before :func:`write_record`.
+:func:`build_record` is where a run's record is made; :func:`new_record` is its part that the
+configuration alone decides (``selected``, ``scores``, ``history`` and ``wall_time_s`` left empty).
 Records on disk are complete: :func:`write_record` and :func:`read_record` check the same rules.
 """
 
@@ -162,6 +166,15 @@ def new_record(config: RunConfig, seed: int | None, argv: Sequence[str]) -> dict
         "history": [],
         "wall_time_s": None,
     }
+
+
+def build_record(config: RunConfig, seed: int | None, argv: Sequence[str], *, selected: dict, history: list[dict],
+                 phases: list[dict], scores: dict, acceleration: dict, wall_time_s: float) -> dict[str, Any]:
+    """The complete record of a finished run (checked by :func:`write_record`)."""
+    record = new_record(config, seed, argv)
+    record.update(selected=selected, scores=scores, history=history, wall_time_s=wall_time_s, phases=phases,
+                  acceleration=acceleration)
+    return record
 
 
 def record_problem(record: Any) -> str | None:

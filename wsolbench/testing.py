@@ -16,7 +16,7 @@ registered method. A broken contract is an ``AssertionError`` saying which call 
 from __future__ import annotations
 
 import dataclasses
-import math
+import io
 import os
 import re
 import tempfile
@@ -27,9 +27,9 @@ import torch
 from torch import nn
 
 from wsolbench.data.datasets import collate, open_dataset, spec_from_layout
-from wsolbench.data.pipeline import make_loader
 from wsolbench.data.synthetic import FOLDERS, PARAMS_FILE, SynthParams, generate
-from wsolbench.method import Method, Prediction, StepContext, StepOutput
+from wsolbench.errors import MethodContractError, WsolbenchError
+from wsolbench.method import Method, Phase, Prediction, StepContext, TrainingSettings
 
 #: what a method name must look like: it names runs, records, files and leaderboard rows
 METHOD_NAME = re.compile(r"[a-z][a-z0-9_]*")
@@ -84,21 +84,12 @@ def _check_param_groups(where: str, model: nn.Module, groups) -> list[nn.Paramet
     return params
 
 
-def _check_step(where: str, output, params: list[nn.Parameter]) -> None:
-    """``output`` of a training step, before its backward pass, then the gradients after it."""
-    if not isinstance(output, StepOutput):
-        raise AssertionError(f"{where}: training_step must return a StepOutput, got {type(output).__name__}")
-    loss = output.loss
-    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        raise AssertionError(f"{where}: the loss must be a one-element tensor, got {loss!r}")
-    if not torch.isfinite(loss).all():
-        raise AssertionError(f"{where}: the loss is {loss.item()}, not finite")
-    if not loss.requires_grad:
-        raise AssertionError(f"{where}: the loss does not depend on any trainable parameter (no grad_fn)")
-    for key, value in output.logs.items():
-        if not isinstance(key, str) or not math.isfinite(float(value)):
-            raise AssertionError(f"{where}: logs must map names to finite numbers, got {key!r}: {value!r}")
-    loss.reshape(()).backward()
+def _check_step(where: str, loop, earlier_steps: int, output, params: list[nn.Parameter]) -> None:
+    """After a training step: its loss is finite and the optimized parameters' gradients are finite and not
+    all zero."""
+    where = f"{where}, training step {earlier_steps + loop.context.step + 1}"
+    if output.loss is not None and not torch.isfinite(output.loss).all():
+        raise AssertionError(f"{where}: the loss is {output.loss.item()}, not finite")
     sizes = torch.stack([p.grad.detach().abs().sum() for p in params if p.grad is not None] or [torch.zeros(())])
     if not torch.isfinite(sizes).all():
         raise AssertionError(f"{where}: a parameter gradient is not finite")
@@ -121,15 +112,29 @@ def _check_prediction(where: str, prediction, batch_size: int, num_classes: int)
             raise AssertionError(f"{where}: {name} are not all finite")
 
 
-def _batches(where: str, loader):
-    """The loader's batches, epoch after epoch."""
-    while True:
-        empty = True
-        for batch in loader:
-            empty = False
-            yield batch
-        if empty:
-            raise AssertionError(f"{where}: the training loader gives no batch (see batch_sampler)")
+def _check_criteria(where: str, criteria, prediction: Prediction, images: torch.Tensor) -> None:
+    if not isinstance(criteria, dict):
+        raise AssertionError(f"{where}: selection_criteria must return a dict, got {type(criteria).__name__}")
+    for name, criterion in criteria.items():
+        values = criterion(prediction, images)
+        if not isinstance(values, torch.Tensor) or values.shape != (len(images),):
+            raise AssertionError(f"{where}: criterion {name!r} must give one value per image, shape "
+                                 f"({len(images)},), got {getattr(values, 'shape', values)!r}")
+        if not torch.isfinite(values).all():
+            raise AssertionError(f"{where}: criterion {name!r} gives values that are not finite")
+
+
+def _check_state_round_trip(where: str, instance: Method) -> None:
+    state = instance.state_dict()
+    if not isinstance(state, dict):
+        raise AssertionError(f"{where}: state_dict must return a dict, got {type(state).__name__}")
+    buffer = io.BytesIO()
+    try:
+        torch.save(state, buffer)
+    except Exception as error:  # noqa: BLE001 - any failure to save is the contract broken
+        raise AssertionError(f"{where}: state_dict cannot be saved with torch.save ({error})") from None
+    buffer.seek(0)
+    instance.load_state_dict(torch.load(buffer, weights_only=False))
 
 
 def check_method(method: str | type[Method], backbone: str = "resnet18", steps: int = 2, *,
@@ -138,15 +143,22 @@ def check_method(method: str | type[Method], backbone: str = "resnet18", steps: 
     """Check that a method trains and predicts as the harness expects; raise AssertionError if not.
 
     ``method`` is a registered name or a :class:`Method` subclass; ``hparams`` overrides its defaults.
-    On a tiny synthetic dataset (``classes`` classes, 2 images each per split, ``image_size`` px; batches
-    of the whole training split unless the method has its own ``batch_sampler``), on the CPU, with the
-    backbone untrained: the method's name and ``Hparams`` are valid (every field has a default and survives
-    ``make_hparams``), ``build_model`` gives a module and ``param_groups`` a list of groups of its
-    parameters; then ``steps`` SGD steps (``on_fit_start``, ``on_train_epoch_start``, ``training_step``
-    per batch, ``on_train_epoch_end``) each give a finite loss with finite gradients, not all zero; then
-    ``predict`` on a validation batch gives logits ``(B, classes)`` and finite maps ``(B, h, w)``, h, w > 1.
-    The global torch random state is left as it was.
+    On a tiny synthetic dataset (``classes`` classes, 2 images each per split, ``image_size`` px), on the
+    CPU, with the backbone untrained, through the engine's own training loop
+    (:class:`wsolbench.engine.loop.TrainingLoop`): the method's name and ``Hparams`` are valid (every field
+    has a default and survives ``make_hparams``); ``build_model`` gives a module, ``param_groups`` a list of
+    groups of its parameters, ``optimizers`` named optimizers with schedules and ``phases`` a list of
+    phases; then every phase in order (each for one epoch of at most ``steps`` steps, batches of the whole
+    training split unless the method has its own ``batch_sampler``, drawn from a generator and told the
+    epoch) runs ``on_phase_start``, ``on_train_epoch_start``, ``training_step`` (automatic or the method's
+    own updates) and ``on_train_epoch_end``, each step with a finite loss and finite gradients, not all
+    zero; then ``predict`` on a validation batch gives logits ``(B, classes)`` and finite maps
+    ``(B, h, w)``, h, w > 1, every selection criterion one finite value per image, and ``state_dict`` survives
+    ``torch.save`` and ``load_state_dict``. The global torch random state is left as it was.
     """
+    from wsolbench.engine.distributed import Processes
+    from wsolbench.engine.loop import TrainingLoop, phase_loader
+
     method_class = _method_class(method)
     where = f"method {method_class.name!r} ({method_class.__module__}.{method_class.__qualname__})"
     if not isinstance(method_class.name, str) or not METHOD_NAME.fullmatch(method_class.name):
@@ -161,31 +173,49 @@ def check_method(method: str | type[Method], backbone: str = "resnet18", steps: 
         model = instance.build_model()
         if not isinstance(model, nn.Module):
             raise AssertionError(f"{where}: build_model must return an nn.Module, got {type(model).__name__}")
-        groups = instance.param_groups(model, lr)
-        params = _check_param_groups(f"{where}: param_groups", model, groups)
-        optimizer = torch.optim.SGD(groups, lr=lr, momentum=0.9)
-
-        batch_size = len(train_set)
-        sampler = instance.batch_sampler(train_set, batch_size, seed)
-        loader = make_loader(train_set, batch_size, seed=seed, cache="off", num_workers=0) if sampler is None else \
-            torch.utils.data.DataLoader(train_set, batch_sampler=sampler, collate_fn=collate)
-        generator = torch.Generator().manual_seed(seed)
-        context = StepContext(epoch=1, step=0, device=torch.device("cpu"), num_classes=classes, generator=generator)
-        model.train()
-        instance.on_fit_start(model, context)
-        instance.on_train_epoch_start(model, 1)
-        batches = _batches(where, loader)
-        for step in range(steps):
-            context = dataclasses.replace(context, step=step)
-            optimizer.zero_grad()
-            _check_step(f"{where}: training step {step + 1}", instance.training_step(model, next(batches), context),
-                        params)
-            optimizer.step()
-        instance.on_train_epoch_end(model, 1)
+        params = _check_param_groups(f"{where}: param_groups", model, instance.param_groups(model, lr))
+        settings = TrainingSettings(epochs=1, batch_size=len(train_set), lr=lr)
+        processes = Processes(0, 1, torch.device("cpu"))
+        context = StepContext(epoch=0, step=0, device=processes.device, num_classes=classes,
+                              generator=torch.Generator().manual_seed(seed))
+        try:
+            loop = TrainingLoop(instance, model, instance.optimizers(model, settings), processes, context=context)
+            phases = instance.phases(settings)
+            if not isinstance(phases, list) or not phases or not all(isinstance(p, Phase) for p in phases):
+                raise AssertionError(f"{where}: phases must return a non-empty list of Phase")
+            instance.on_fit_start(model, context)
+            sampler_generator = torch.Generator().manual_seed(seed)
+            epoch = 0
+            for phase in phases:
+                step_where = f"{where}: phase {phase.name!r}"
+                loader, sampler = phase_loader(instance, train_set, phase.batch_size or settings.batch_size,
+                                               processes, seed=seed, sampler_generator=sampler_generator,
+                                               cache="off", num_workers=0)
+                loop.start_phase(phase)
+                done = 0
+                while done < steps:  # epochs of the phase until it made `steps` steps
+                    epoch += 1
+                    if hasattr(sampler, "set_epoch"):
+                        sampler.set_epoch(epoch)
+                    try:
+                        result = loop.train_epoch(
+                            loader, epoch, max_steps=steps - done,
+                            after_step=lambda output, w=step_where: _check_step(w, loop, done, output, params))
+                    except MethodContractError as error:
+                        raise AssertionError(f"{step_where}, training step {done + loop.context.step + 1}: "
+                                             f"{error}") from None
+                    if not result.steps:
+                        raise AssertionError(f"{step_where}: the training loader gives no batch (see batch_sampler)")
+                    done += result.steps
+        except (MethodContractError, WsolbenchError) as error:
+            raise AssertionError(f"{where}: {error}") from None
 
         model.eval()
         val_set = open_dataset(spec, root, "val", image_size=image_size)
         evaluation = collate([val_set[index] for index in range(len(val_set))])
         with torch.no_grad():
             prediction = instance.predict(model, evaluation["image"], evaluation["label"])
-        _check_prediction(f"{where}: predict", prediction, len(evaluation["label"]), classes)
+            _check_prediction(f"{where}: predict", prediction, len(evaluation["label"]), classes)
+            _check_criteria(f"{where}: selection_criteria", instance.selection_criteria(), prediction,
+                            evaluation["image"])
+        _check_state_round_trip(f"{where}: state_dict", instance)

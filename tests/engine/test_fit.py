@@ -156,3 +156,78 @@ def test_tensorboard_without_the_package_is_a_one_line_error(tiny_root, tmp_path
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
     with pytest.raises(WsolbenchError, match=r"pip install 'wsolbench\[tensorboard\]'"):
         fit.run(_config(epochs="0"), out_dir=tmp_path / "tb", root=tiny_root, device="cpu", loggers=("tensorboard",))
+
+
+def _compile_run(tiny_root, tmp_path):
+    return fit.run(_config(epochs="1", cam_curve_interval="0.01"), out_dir=tmp_path / "compiled", root=tiny_root,
+                   device="cpu", acceleration=fit.Acceleration(compile=True))
+
+
+def test_compile_runs_end_to_end(tiny_root, tmp_path, monkeypatch):
+    """--compile used to stop at the first evaluation ("OptimizedModule is not a CamBackbone"); the eager
+    backend goes through the same torch.compile wrapper without the minute of C++ compilation."""
+    compiled = []
+    real_compile = torch.compile
+
+    def eager_compile(model, **options):
+        compiled.append(type(model).__name__)
+        return real_compile(model, backend="eager", **options)
+
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    record = _compile_run(tiny_root, tmp_path)
+    assert compiled == ["ResNetCam"] and record["acceleration"]["compile"] is True
+    assert record["scores"]["test"]["num_images"] == 6
+
+
+@pytest.mark.slow
+def test_compile_with_the_default_backend_runs_end_to_end(tiny_root, tmp_path):
+    record = _compile_run(tiny_root, tmp_path)
+    assert record["acceleration"]["compile"] is True and record["scores"]["test"]["num_images"] == 6
+
+
+def test_training_log_means_reach_the_history(tiny_root, tmp_path):
+    record = fit.run(_config(epochs="1"), out_dir=tmp_path / "logs", root=tiny_root, device="cpu")
+    epoch = record["history"][1]
+    assert epoch["phase"] == "train" and set(epoch["logs"]) == {"ce"}
+    assert epoch["logs"]["ce"] == pytest.approx(epoch["loss"])  # CAM's logged ce is its loss
+
+
+def test_evaluation_runs_in_full_precision_under_amp(tiny_root, tmp_path, monkeypatch):
+    from wsolbench.method import Method
+
+    dtypes = []
+    original = Method.predict
+
+    def recording_predict(self, model, images, labels):
+        prediction = original(self, model, images, labels)
+        dtypes.append(prediction.maps.dtype)
+        return prediction
+
+    monkeypatch.setattr(Method, "predict", recording_predict)
+    record = fit.run(_config(epochs="1"), out_dir=tmp_path / "amp", root=tiny_root, device="cpu",
+                     acceleration=fit.Acceleration(amp="on"))
+    assert set(dtypes) == {torch.float32}
+    assert record["acceleration"]["amp"] == "bfloat16" and record["acceleration"]["evaluation_precision"] == "float32"
+
+
+def test_nothing_to_test_is_a_one_line_error_before_any_compute(tiny_root, tmp_path):
+    from wsolbench.errors import WsolbenchError
+
+    with pytest.raises(WsolbenchError, match="nothing to test"):
+        fit.run(_config(epochs="0", evaluate_epoch0="false"), out_dir=tmp_path / "none", root=tiny_root,
+                device="cpu")
+
+
+def test_batchnorm_becomes_syncbatchnorm_under_ddp_on_gpus_only():
+    from wsolbench.engine.distributed import Processes
+    from wsolbench.engine.fit import _sync_batchnorm
+
+    def model():
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+
+    converted, synced = _sync_batchnorm(model(), Processes(0, 2, torch.device("cuda", 0)))
+    assert synced and isinstance(converted[1], torch.nn.SyncBatchNorm)
+    for processes in (Processes(0, 1, torch.device("cuda", 0)), Processes(0, 2, torch.device("cpu"))):
+        kept, synced = _sync_batchnorm(model(), processes)
+        assert not synced and type(kept[1]) is torch.nn.BatchNorm2d
+    assert _sync_batchnorm(torch.nn.Linear(2, 2), Processes(0, 2, torch.device("cuda", 0)))[1] is False

@@ -1,33 +1,37 @@
 """Evaluate a model on a split: the harness's fixed part of every method's evaluation.
 
 For each batch the method gives class scores and the raw maps of the ground-truth classes
-(:meth:`wsolbench.method.Method.predict`); the harness post-processes every map identically (float64,
-bicubic resize to 224, min-max normalisation: :func:`~wsolbench.metrics.functional.normalize_scoremap`) and
-feeds the stateful metrics, which sum their statistics across processes. The scores are the same dictionary
-``wsolbench evaluate --json`` prints.
+(:meth:`wsolbench.method.Method.predict`), always in full precision (AMP is for training only: the
+reference evaluates in fp32, and half-precision maps change thresholded boxes). The harness post-processes
+every map identically (float64, bicubic resize to 224, min-max normalisation:
+:func:`~wsolbench.metrics.functional.normalize_scoremap`) and feeds the stateful metrics, which sum their
+statistics across processes. The scores are the dictionary ``wsolbench evaluate --json`` prints, plus
+``criteria``: the mean over the split of each label-free criterion the method offers
+(:meth:`~wsolbench.method.Method.selection_criteria`), computed from the same predictions.
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from wsolbench.engine.distributed import Processes, sum_across
-from wsolbench.errors import WsolbenchError
-from wsolbench.evaluate import Evaluation, report_json
+from wsolbench.errors import MethodContractError, WsolbenchError
+from wsolbench.metrics.scores import Evaluation, report_json
 from wsolbench.method import Method
 from wsolbench.metrics import functional as F
 from wsolbench.plugins import registry
+from wsolbench.protocol import SELECTION_METRICS
 
 
 @torch.no_grad()
 def evaluate_model(method: Method, model: nn.Module, loader, *, metadata_dir, annotation: str,
-                   cam_curve_interval: float, iou_thresholds, processes: Processes,
-                   autocast=contextlib.nullcontext, description: str = "evaluating") -> dict:
-    """Scores of ``model`` on the images of ``loader`` (this process's shard; results are global)."""
+                   cam_curve_interval: float, iou_thresholds, processes: Processes, criteria=None,
+                   description: str = "evaluating") -> dict:
+    """Scores of ``model`` (the unwrapped module) on the images of ``loader`` (this process's shard; the
+    results are global). ``criteria`` maps names to ``criterion(prediction, images) -> (B,)``."""
+    criteria = dict(criteria or {})
     was_training = model.training
     model.eval()
     metrics = registry("metric")
@@ -37,9 +41,9 @@ def evaluate_model(method: Method, model: nn.Module, loader, *, metadata_dir, an
         metric = metrics.get("box_accuracy")(cam_curve_interval=cam_curve_interval, iou_thresholds=iou_thresholds)
     metric.to(processes.device)  # states live where the process group can reduce them (NCCL: on the GPU)
     correct = torch.zeros(3, dtype=torch.float64)  # top-1, top-5, images
+    criterion_sums = torch.zeros(len(criteria), dtype=torch.float64, device=processes.device)
     for batch in tqdm(loader, desc=description, leave=False, disable=None if processes.is_main else True):
-        with autocast():
-            prediction = method.predict(model, batch["image"], batch["label"])
+        prediction = method.predict(model, batch["image"], batch["label"])
         maps = [F.normalize_scoremap(m) for m in prediction.maps.detach().float().cpu().numpy()]
         logits = prediction.logits.detach().float().cpu().numpy()
         labels = batch["label"].cpu().numpy()
@@ -48,15 +52,33 @@ def evaluate_model(method: Method, model: nn.Module, loader, *, metadata_dir, an
         else:
             metric.update(maps, [b.cpu().numpy() for b in batch["boxes"]], labels, logits)
         correct += torch.tensor([*F.topk_correct_counts(logits, labels), len(labels)], dtype=torch.float64)
+        for k, (name, criterion) in enumerate(criteria.items()):
+            criterion_sums[k] += _criterion_values(method, name, criterion, prediction, batch["image"]).sum()
     model.train(was_training)
     top1, top5, count = sum_across(correct, processes).tolist()
     evaluation = Evaluation(metadata_dir, cam_curve_interval, metric.compute(),
                             top1_cls=top1 * 100.0 / count, top5_cls=top5 * 100.0 / count)
-    return report_json(evaluation)
+    scores = report_json(evaluation)
+    if criteria:
+        totals = sum_across(criterion_sums.cpu(), processes).tolist()
+        scores["criteria"] = {name: total / count for name, total in zip(criteria, totals)}
+    return scores
+
+
+def _criterion_values(method, name, criterion, prediction, images) -> torch.Tensor:
+    values = criterion(prediction, images)
+    if not isinstance(values, torch.Tensor) or values.shape != (len(images),):
+        raise MethodContractError(f"method {method.name!r}: selection criterion {name!r} must return one value "
+                                  f"per image, shape ({len(images)},), got {getattr(values, 'shape', values)!r}")
+    return values.detach().to(torch.float64)
 
 
 def selection_score(scores: dict, metric: str) -> float:
-    """The protocol's checkpoint-selection value (e.g. ``maxboxacc_v2`` or ``pxap``) from a score dict."""
-    if not isinstance(scores.get(metric), float):
-        raise WsolbenchError(f"selection metric {metric!r} is not among the scores ({', '.join(sorted(scores))})")
-    return scores[metric]
+    """The checkpoint-selection value of ``metric`` in a score dict: a protocol metric (``maxboxacc_v2``,
+    ``pxap``, ...) or a method criterion (under ``scores["criteria"]``)."""
+    value = scores.get(metric) if any(metric in names for names in SELECTION_METRICS.values()) \
+        else scores.get("criteria", {}).get(metric)
+    if not isinstance(value, float):
+        known = sorted(k for k, v in scores.items() if isinstance(v, float)) + sorted(scores.get("criteria", {}))
+        raise WsolbenchError(f"selection metric {metric!r} is not among the scores ({', '.join(known)})")
+    return value

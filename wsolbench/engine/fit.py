@@ -1,39 +1,43 @@
 """The training run: train on train-weaksup, select on train-fullsup, test once.
 
-:func:`run` follows wsolevaluation's protocol. Train-fullsup is evaluated before training (epoch 0) and
-after every epoch; the checkpoint to test is the last one or the best by the protocol's selection metric
-(ties keep the earliest epoch); the test split is evaluated exactly once, on that checkpoint. SGD with the
-method's parameter groups; every learning rate is multiplied by ``lr_decay_factor`` (0.1) before each epoch
-``e`` (1-based) with ``e % lr_decay_frequency == 0``. On CUDA: AMP (bf16 where supported, else fp16 with a gradient scaler) and
-channels_last; optionally ``torch.compile``. Under ``torchrun`` the model is wrapped in
-DistributedDataParallel and every split is sharded so that no image is counted twice.
+:func:`run` follows wsolevaluation's protocol. Train-fullsup (``num_val_sample_per_class`` images per class
+when set) is evaluated before training (epoch 0) and after every epoch; the checkpoint to test is the last
+one or the best by the selection metric (the protocol's, or a label-free criterion the method offers:
+``--set selection=<name>``) among the epochs of selectable phases (ties keep the earliest epoch); the test
+split is evaluated exactly once, on that checkpoint. Training runs the method's phases in order, each with
+its loader (rebuilt at the phase's start, with its batch size) and the optimizers it steps
+(:mod:`wsolbench.engine.loop`). Epochs are numbered from 1 over all phases; every history row names its
+phase. On CUDA: AMP for training (bf16 where supported, else fp16 with a gradient scaler; evaluation stays
+fp32) and channels_last; optionally ``torch.compile``. Under ``torchrun`` the model is wrapped in
+DistributedDataParallel (BatchNorm layers become SyncBatchNorm on GPUs) and every split is sharded so that
+no image is counted twice. ``last.pt`` after every epoch makes ``--resume`` exact anywhere in any phase.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import math
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from wsolbench.data.datasets import open_dataset, resolve_spec
+from wsolbench.data.datasets import open_dataset, resolve_spec, sample_per_class
 from wsolbench.data.pipeline import make_loader
 from wsolbench.engine import checkpoint
-from wsolbench.engine.distributed import Processes, barrier, start, stop, sum_across
+from wsolbench.engine.distributed import Processes, barrier, start, stop
 from wsolbench.engine.evaluation import evaluate_model, selection_score
-from wsolbench.errors import WsolbenchError
-from wsolbench.method import StepContext
+from wsolbench.engine.loop import TrainingLoop, phase_loader
+from wsolbench.errors import MethodContractError, WsolbenchError
+from wsolbench.method import Method, Phase, StepContext, TrainingSettings
 from wsolbench.plugins import plugins, registry
-from wsolbench.protocol import RunConfig
-from wsolbench.results import new_record, write_record
+from wsolbench.protocol import SELECTION_METRICS, RunConfig
+from wsolbench.results import build_record, write_record
+
+#: seed offsets of the generators a run owns besides the loaders' (the method's one also adds the rank)
+_METHOD_SEED, _SAMPLER_SEED, _PHASE_SEED = 1_000_003, 2_000_003, 7_919
 
 
 @dataclass
@@ -67,15 +71,73 @@ class Acceleration:
         return dtype, self.channels_last == "on" or (self.channels_last == "auto" and cuda)
 
 
-def _set_learning_rates(optimizer: torch.optim.Optimizer, epoch: int, frequency: int, factor: float) -> None:
-    """wsolevaluation's step schedule: ``lr = initial_lr * factor ** (epoch // frequency)`` for epoch >= 1."""
-    for group in optimizer.param_groups:
-        group["lr"] = group["initial_lr"] * factor ** (epoch // frequency)
+@dataclass
+class _Selection:
+    """Train-fullsup history and the best selectable epoch so far (by ``metric``; ties keep the earliest)."""
+
+    metric: str
+    history: list[dict] = field(default_factory=list)
+    best: dict | None = None  # {"epoch", "score"}
+
+    def add(self, row: dict, selectable: bool) -> bool:
+        """Record ``row``; True when it is the new best."""
+        self.history.append(row)
+        if not selectable:
+            return False
+        value = selection_score(row, self.metric)
+        if self.best is None or value > self.best["score"]:
+            self.best = {"epoch": row["epoch"], "score": value}
+            return True
+        return False
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    model = getattr(model, "_orig_mod", model)  # torch.compile
-    return getattr(model, "module", model)  # DistributedDataParallel
+def _checked_phases(method: Method, settings: TrainingSettings, config: RunConfig) -> list[Phase]:
+    phases = method.phases(settings)
+    where = f"method {method.name!r}: phases()"
+    if not isinstance(phases, list) or not phases or not all(isinstance(p, Phase) for p in phases):
+        raise MethodContractError(f"{where} must return a non-empty list of wsolbench.method.Phase")
+    names = [phase.name for phase in phases]
+    if len(set(names)) != len(names) or not all(names):
+        raise MethodContractError(f"{where}: phase names must be distinct and non-empty, got {names}")
+    for phase in phases:
+        if isinstance(phase.epochs, bool) or not isinstance(phase.epochs, int) or phase.epochs < 0:
+            raise MethodContractError(f"{where}: phase {phase.name!r} has {phase.epochs!r} epochs")
+        if phase.batch_size is not None and (not isinstance(phase.batch_size, int) or phase.batch_size < 1):
+            raise MethodContractError(f"{where}: phase {phase.name!r} has batch size {phase.batch_size!r}")
+    trained = [phase for phase in phases if phase.epochs]
+    if config.eval_checkpoint == "last":
+        if trained and not trained[-1].selectable:
+            raise MethodContractError(f"{where}: the last phase {trained[-1].name!r} is not selectable, so the "
+                                      "protocol's last checkpoint cannot be tested")
+        if not trained and not (config.evaluate_epoch0 and phases[0].selectable):
+            raise WsolbenchError("nothing to test: no epoch trains and the epoch-0 evaluation is switched off "
+                                 "(evaluate_epoch0=false)")
+    elif not any(p.selectable for p in trained) and not (config.evaluate_epoch0 and phases[0].selectable):
+        raise WsolbenchError("eval_checkpoint=best but no evaluated epoch is selectable")
+    return phases
+
+
+def _checked_criteria(method: Method, config: RunConfig, annotation: str) -> dict:
+    criteria = method.selection_criteria()
+    if not isinstance(criteria, dict) or not all(isinstance(k, str) and callable(v) for k, v in criteria.items()):
+        raise MethodContractError(f"method {method.name!r}: selection_criteria() must return a dict of name -> "
+                                  "callable")
+    protocol_metrics = SELECTION_METRICS.get(annotation, ())
+    if config.selection_metric not in protocol_metrics and config.selection_metric not in criteria:
+        known = [*protocol_metrics, *criteria]
+        raise WsolbenchError(f"selection {config.selection_metric!r} is neither a protocol metric for "
+                             f"{annotation} nor a criterion of method {method.name!r}; choose from {', '.join(known)}")
+    return criteria
+
+
+def _sync_batchnorm(model: nn.Module, processes: Processes) -> tuple[nn.Module, bool]:
+    """BatchNorm -> SyncBatchNorm under DDP on GPUs (PyTorch's SyncBatchNorm runs on GPUs only), as the
+    statistics of the global batch are what a single-process run computes."""
+    if not processes.distributed or processes.device.type != "cuda":
+        return model, False
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return model, False
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model), True
 
 
 def run(config: RunConfig, *, out_dir: str | Path, root: str | Path | None = None, device: str = "auto",
@@ -86,159 +148,166 @@ def run(config: RunConfig, *, out_dir: str | Path, root: str | Path | None = Non
     The record is written atomically to ``<out_dir>/record.json`` (by rank 0) only once the test split was
     evaluated; checkpoints go to ``<out_dir>/checkpoints/``. ``resume`` continues from ``last.pt``.
     """
-    out_dir = Path(out_dir)
-    checkpoints = out_dir / "checkpoints"
     processes = start(device)
     try:
-        return _run(config, out_dir, checkpoints, root, processes, seed, resume, weights_path, acceleration,
-                    argv or sys.argv, tuple(loggers))
+        return _Run(config, Path(out_dir), root, processes, seed, weights_path, acceleration, argv or sys.argv,
+                    tuple(loggers)).execute(resume)
     finally:
         stop(processes)
 
 
-def _run(config, out_dir, checkpoints, root, processes: Processes, seed, resume, weights_path, acceleration, argv,
-         loggers):
-    started = time.perf_counter()
-    if not resume and processes.is_main and (out_dir / "record.json").exists():
-        raise WsolbenchError(f"{out_dir / 'record.json'} exists: choose another --out, or --resume to finish it")
-    checkpoint.seed_everything(seed)
-    spec = resolve_spec(config.dataset, root)
-    names = {"train": config.train_split, "val": config.val_split, "test": config.test_split}
-    splits = {role: open_dataset(spec, root, name, train=role == "train", image_size=config.image_size)
-              for role, name in names.items()}
-    method_class = registry("method").get(config.method)
-    method = method_class(method_class.make_hparams(config.hparams), backbone=config.backbone,
-                          num_classes=spec.num_classes, pretrained=config.pretrained, weights_path=weights_path,
-                          large_feature_map=config.large_feature_map, classifier_ratio=config.classifier_ratio)
+class _Run:
+    """One run's objects: datasets, method, model, training loop, selection; :meth:`execute` runs it."""
 
-    if config.batch_size % processes.world_size:
-        raise WsolbenchError(f"batch_size {config.batch_size} is not divisible by the {processes.world_size} processes")
-    shard = {"rank": processes.rank, "world_size": processes.world_size, "device": processes.device}
-    per_process_batch = config.batch_size // processes.world_size
-    batch_sampler = method.batch_sampler(splits["train"], config.batch_size, seed)  # global batches, sharded
-    train_loader = make_loader(splits["train"], per_process_batch, seed=seed, shuffle=True, drop_last=True,
-                               batch_sampler=batch_sampler, **shard)
-    eval_loaders = {split: make_loader(splits[split], per_process_batch, seed=seed, shuffle=False, **shard)
-                    for split in ("val", "test")}
+    def __init__(self, config: RunConfig, out_dir: Path, root, processes: Processes, seed: int, weights_path,
+                 acceleration: Acceleration, argv, loggers):
+        self.started = time.perf_counter()
+        self.config, self.out_dir, self.root, self.processes, self.seed = config, out_dir, root, processes, seed
+        self.argv, self.acceleration = argv, acceleration
+        self.checkpoints = out_dir / "checkpoints"
+        checkpoint.seed_everything(seed)
+        self.spec = resolve_spec(config.dataset, root)
+        names = {"train": config.train_split, "val": config.val_split, "test": config.test_split}
+        self.splits = {role: open_dataset(self.spec, root, name, train=role == "train", image_size=config.image_size)
+                       for role, name in names.items()}
+        self.splits["val"] = sample_per_class(self.splits["val"], config.num_val_sample_per_class, seed)
+        method_class = registry("method").get(config.method)
+        self.method = method_class(
+            method_class.make_hparams(config.hparams), backbone=config.backbone, num_classes=self.spec.num_classes,
+            pretrained=config.pretrained, weights_path=weights_path, large_feature_map=config.large_feature_map,
+            classifier_ratio=config.classifier_ratio)
+        self.settings = TrainingSettings.from_config(config)
+        self.phases = _checked_phases(self.method, self.settings, config)
+        self.criteria = _checked_criteria(self.method, config, self.spec.annotation)
+        for phase in self.phases:
+            if (phase.batch_size or config.batch_size) % processes.world_size:
+                raise WsolbenchError(f"phase {phase.name!r}: batch size {phase.batch_size or config.batch_size} is "
+                                     f"not divisible by the {processes.world_size} processes")
+        shard = {"rank": processes.rank, "world_size": processes.world_size, "device": processes.device}
+        self.eval_loaders = {split: _eval_loader(self.splits[split], config.batch_size // processes.world_size,
+                                                 seed, shard) for split in ("val", "test")}
 
-    autocast_dtype, channels_last = acceleration.resolve(processes.device)
-    autocast = (functools.partial(torch.autocast, device_type=processes.device.type, dtype=autocast_dtype)
-                if autocast_dtype is not None else contextlib.nullcontext)
-    model = method.build_model().to(processes.device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(method.param_groups(model, config.lr), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay, nesterov=config.nesterov)
-    for group in optimizer.param_groups:
-        group["initial_lr"] = group["lr"]
-    scaler = torch.amp.GradScaler(processes.device.type, enabled=autocast_dtype == torch.float16)
-    trained = model
-    if processes.distributed:
-        trained = nn.parallel.DistributedDataParallel(
-            model, device_ids=[processes.device.index] if processes.device.type == "cuda" else None)
-    if acceleration.compile:
-        trained = torch.compile(trained)
+        self.autocast_dtype, self.channels_last = acceleration.resolve(processes.device)
+        model = self.method.build_model().to(processes.device)
+        model, self.sync_batchnorm = _sync_batchnorm(model, processes)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        context = StepContext(epoch=0, step=0, device=processes.device, num_classes=self.spec.num_classes,
+                              generator=torch.Generator().manual_seed(seed + _METHOD_SEED * processes.rank))
+        self.loop = TrainingLoop(self.method, model, self.method.optimizers(model, self.settings), processes,
+                                 context=context, autocast_dtype=self.autocast_dtype,
+                                 channels_last=self.channels_last, compile=acceleration.compile)
+        self.sampler_generator = torch.Generator().manual_seed(seed + _SAMPLER_SEED)
+        self.selection = _Selection(config.selection_metric)
+        self.info = RunInfo(config, out_dir, str(processes.device), processes.world_size, loggers)
+        self.hooks = plugins().manager.hook
 
-    history, best, first_epoch = [], None, 1
-    if resume:
-        state = checkpoint.load(checkpoints / checkpoint.LAST)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        history, best, first_epoch = state["history"], state["best"], state["epoch"] + 1
-    elif processes.is_main and checkpoints.exists():
-        shutil.rmtree(checkpoints)
+    # --- the run -----------------------------------------------------------------------------------------
 
-    info = RunInfo(config, out_dir, str(processes.device), processes.world_size, loggers)
-    hooks = plugins().manager.hook
-    if processes.is_main:
-        hooks.wsolbench_run_start(run=info)
+    def execute(self, resume: bool) -> dict:
+        if not resume and self.processes.is_main and (self.out_dir / "record.json").exists():
+            raise WsolbenchError(f"{self.out_dir / 'record.json'} exists: choose another --out, or --resume to "
+                                 "finish it")
+        state, done = None, 0
+        if resume:
+            state = checkpoint.load(self.checkpoints / checkpoint.LAST)
+            self.model.load_state_dict(state["model"])
+            self.loop.load_state_dict(state["loop"])
+            self.method.load_state_dict(state["method"])
+            self.selection.history, self.selection.best, done = state["history"], state["best"], state["epoch"]
+        elif self.processes.is_main and self.checkpoints.exists():
+            shutil.rmtree(self.checkpoints)
+        barrier(self.processes)
+        if self.processes.is_main:
+            self.hooks.wsolbench_run_start(run=self.info)
+        if state is None:
+            if self.config.evaluate_epoch0:
+                self._evaluate_epoch(0, self.phases[0], loss=None, logs={})
+            self.method.on_fit_start(self.model, self.loop.context)
+        self._train(done, state)
+        return self._test_and_record()
 
-    def evaluate(split, description):
-        return evaluate_model(method, trained, eval_loaders[split], metadata_dir=splits[split].metadata.folder,
-                              annotation=spec.annotation, cam_curve_interval=config.cam_curve_interval,
-                              iou_thresholds=config.iou_thresholds, processes=processes, autocast=autocast,
-                              description=description)
+    def _train(self, done: int, state: dict | None) -> None:
+        last = 0
+        for index, phase in enumerate(self.phases):
+            first, last = last + 1, last + phase.epochs
+            if last <= done or not phase.epochs:
+                continue
+            loader, sampler = phase_loader(self.method, self.splits["train"], phase.batch_size or self.config.batch_size,
+                                           self.processes, seed=self.seed + _PHASE_SEED * index,
+                                           sampler_generator=self.sampler_generator)
+            generators = {"loader": loader.generator, "method": self.loop.context.generator,
+                          "sampler": self.sampler_generator}
+            inside = state is not None and first <= done
+            if state is not None and not inside:  # resuming at this phase's start: its loader is new
+                checkpoint.restore_random_states(state["random"], {k: g for k, g in generators.items()
+                                                                   if k != "loader"})
+            self.loop.start_phase(phase)
+            if inside:  # resuming within this phase: every state as at the end of epoch `done`
+                checkpoint.restore_random_states(state["random"], generators)
+            state = None
+            for epoch in range(max(first, done + 1), last + 1):
+                if hasattr(sampler, "set_epoch"):
+                    sampler.set_epoch(epoch)
+                result = self.loop.train_epoch(loader, epoch)
+                self._evaluate_epoch(epoch, phase, loss=result.loss, logs=result.logs)
+                if self.processes.is_main:
+                    checkpoint.save(self.checkpoints / checkpoint.LAST, {
+                        "epoch": epoch, "model": self.model.state_dict(), "loop": self.loop.state_dict(),
+                        "method": self.method.state_dict(), "history": self.selection.history,
+                        "best": self.selection.best, "random": checkpoint.random_states(generators)})
+                barrier(self.processes)
 
-    def consider(epoch, scores):
-        nonlocal best
-        value = selection_score(scores, config.selection_metric)
-        if best is None or value > best["score"]:
-            best = {"epoch": epoch, "score": value}
-            if processes.is_main:
-                checkpoint.save(checkpoints / checkpoint.BEST, {"epoch": epoch, "model": model.state_dict()})
-        if processes.is_main:
-            hooks.wsolbench_epoch_end(run=info, epoch=epoch, scores=scores)
+    def _evaluate(self, split: str, description: str) -> dict:
+        return evaluate_model(self.method, self.model, self.eval_loaders[split],
+                              metadata_dir=self.splits[split].metadata.folder, annotation=self.spec.annotation,
+                              cam_curve_interval=self.config.cam_curve_interval,
+                              iou_thresholds=self.config.iou_thresholds, processes=self.processes,
+                              criteria=self.criteria, description=description)
 
-    if first_epoch == 1 and config.evaluate_epoch0:
-        scores = evaluate("val", "epoch 0 train-fullsup")
-        history.append({"epoch": 0, **scores})
-        consider(0, scores)
-    generator = torch.Generator().manual_seed(seed + 1_000_003 * processes.rank)
-    context = StepContext(epoch=0, step=0, device=processes.device, num_classes=spec.num_classes, generator=generator)
-    generators = {"loader": train_loader.generator, "method": generator}
-    if resume:
-        checkpoint.restore_random_states(state["random"], generators)
-    if first_epoch == 1:
-        method.on_fit_start(trained, context)
-    for epoch in range(first_epoch, config.epochs + 1):
-        _set_learning_rates(optimizer, epoch, config.lr_decay_frequency, config.lr_decay_factor)
-        method.on_train_epoch_start(trained, epoch)
-        loss_sum = _train_epoch(method, trained, train_loader, optimizer, scaler, autocast, channels_last, context,
-                                epoch, processes)
-        method.on_train_epoch_end(trained, epoch)
-        scores = evaluate("val", f"epoch {epoch} train-fullsup")
-        scores["loss"] = loss_sum
-        history.append({"epoch": epoch, **scores})
-        consider(epoch, scores)
-        if processes.is_main:
-            checkpoint.save(checkpoints / checkpoint.LAST, {
-                "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(), "history": history, "best": best,
-                "random": checkpoint.random_states(generators)})
-        barrier(processes)
+    def _evaluate_epoch(self, epoch: int, phase: Phase, *, loss, logs: dict) -> None:
+        scores = self._evaluate("val", f"epoch {epoch} train-fullsup")
+        row = {"epoch": epoch, "phase": phase.name, **scores}
+        if epoch:
+            row.update(loss=loss, logs=logs)
+        if self.selection.add(row, phase.selectable) and self.processes.is_main:
+            checkpoint.save(self.checkpoints / checkpoint.BEST, {"epoch": epoch, "model": self.model.state_dict()})
+        if self.processes.is_main:
+            self.hooks.wsolbench_epoch_end(run=self.info, epoch=epoch, scores={k: v for k, v in row.items()
+                                                                               if k != "epoch"})
 
-    selected = {"epoch": config.epochs, "criterion": "last"}
-    if config.eval_checkpoint == "best":
-        selected = {"epoch": best["epoch"], "criterion": f"best {config.selection_metric} on train-fullsup"}
-        model.load_state_dict(checkpoint.load(checkpoints / checkpoint.BEST)["model"])
-    selected_scores = next(h for h in history if h["epoch"] == selected["epoch"])
-    if processes.is_main:
-        hooks.wsolbench_checkpoint_selected(run=info, epoch=selected["epoch"], scores=selected_scores)
-    test_scores = evaluate("test", "test")
+    def _selected(self) -> dict:
+        if self.config.eval_checkpoint == "best":
+            metric = self.config.selection_metric
+            kind = "method criterion, label-free" if metric in self.criteria else "protocol metric"
+            self.model.load_state_dict(checkpoint.load(self.checkpoints / checkpoint.BEST)["model"])
+            return {"epoch": self.selection.best["epoch"], "criterion": f"best {metric} on train-fullsup ({kind})"}
+        return {"epoch": self.selection.history[-1]["epoch"], "criterion": "last"}
 
-    record = new_record(config, seed, argv)
-    record.update(selected=selected, history=history, wall_time_s=time.perf_counter() - started,
-                  scores={"train_fullsup": {k: v for k, v in selected_scores.items() if k != "epoch"},
-                          "test": test_scores},
-                  acceleration={"amp": str(autocast_dtype).replace("torch.", "") if autocast_dtype else "off",
-                                "channels_last": channels_last, "compile": acceleration.compile,
-                                "world_size": processes.world_size, "device": str(processes.device)})
-    if processes.is_main:
-        write_record(out_dir / "record.json", record)
-        hooks.wsolbench_run_finish(run=info, record=record)
-    return record
+    def _test_and_record(self) -> dict:
+        selected = self._selected()
+        selected_scores = next(h for h in self.selection.history if h["epoch"] == selected["epoch"])
+        if self.processes.is_main:
+            self.hooks.wsolbench_checkpoint_selected(run=self.info, epoch=selected["epoch"], scores=selected_scores)
+        test_scores = self._evaluate("test", "test")
+        precision = str(self.autocast_dtype).replace("torch.", "") if self.autocast_dtype else "off"
+        record = build_record(
+            self.config, self.seed, self.argv, selected=selected, history=self.selection.history,
+            phases=[{"name": p.name, "epochs": p.epochs, "optimizers": list(p.optimizers),
+                     "batch_size": p.batch_size or self.config.batch_size, "selectable": p.selectable}
+                    for p in self.phases],
+            scores={"train_fullsup": {k: v for k, v in selected_scores.items() if k != "epoch"},
+                    "test": test_scores},
+            acceleration={"amp": precision, "evaluation_precision": "float32", "channels_last": self.channels_last,
+                          "compile": self.acceleration.compile, "sync_batchnorm": self.sync_batchnorm,
+                          "world_size": self.processes.world_size, "device": str(self.processes.device)},
+            wall_time_s=time.perf_counter() - self.started)
+        if self.processes.is_main:
+            write_record(self.out_dir / "record.json", record)
+            self.hooks.wsolbench_run_finish(run=self.info, record=record)
+        return record
 
 
-def _train_epoch(method, model, loader, optimizer, scaler, autocast, channels_last, context, epoch, processes) -> float:
-    """One epoch of training; returns the mean loss over all processes' steps."""
-    model.train()
-    totals = torch.zeros(2, dtype=torch.float64)
-    progress = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=None if processes.is_main else True)
-    for step, batch in enumerate(progress):
-        if channels_last:
-            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
-        context.epoch, context.step = epoch, step
-        with autocast():
-            output = method.training_step(model, batch, context)
-        loss = output.loss
-        if not torch.isfinite(loss):
-            raise WsolbenchError(f"epoch {epoch}, step {step}: the loss is {float(loss)}; lower the learning rate")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        totals += torch.tensor([float(loss.detach()), 1.0], dtype=torch.float64)
-        progress.set_postfix(loss=f"{float(loss.detach()):.4f}", **{k: f"{v:.4f}" for k, v in output.logs.items()})
-    loss_sum, steps = sum_across(totals, processes).tolist()
-    return loss_sum / steps if steps else math.nan
+def _eval_loader(dataset, batch_size: int, seed: int, shard: dict):
+    return make_loader(dataset, max(batch_size, 1), seed=seed, shuffle=False, **shard)
