@@ -231,3 +231,13 @@ def test_batchnorm_becomes_syncbatchnorm_under_ddp_on_gpus_only():
         kept, synced = _sync_batchnorm(model(), processes)
         assert not synced and type(kept[1]) is torch.nn.BatchNorm2d
     assert _sync_batchnorm(torch.nn.Linear(2, 2), Processes(0, 2, torch.device("cuda", 0)))[1] is False
+
+
+def test_a_checkpoint_of_the_old_format_is_a_one_line_error(tiny_root, tmp_path):
+    from wsolbench.engine import checkpoint
+    from wsolbench.errors import WsolbenchError
+
+    checkpoint.save(tmp_path / "old" / "checkpoints" / checkpoint.LAST,
+                    {"epoch": 1, "model": {}, "optimizer": {}, "scaler": {}, "history": [], "best": None})
+    with pytest.raises(WsolbenchError, match="written by an older wsolbench"):
+        fit.run(_config(), out_dir=tmp_path / "old", root=tiny_root, device="cpu", resume=True)

@@ -212,6 +212,9 @@ class _Run:
         state, done = None, 0
         if resume:
             state = checkpoint.load(self.checkpoints / checkpoint.LAST)
+            if not isinstance(state, dict) or "loop" not in state:
+                raise WsolbenchError(f"{self.checkpoints / checkpoint.LAST} was written by an older wsolbench "
+                                     "(no training-loop state); start the run again without --resume")
             self.model.load_state_dict(state["model"])
             self.loop.load_state_dict(state["loop"])
             self.method.load_state_dict(state["method"])
