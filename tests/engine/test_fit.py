@@ -1,12 +1,11 @@
 """The training run end to end on a tiny synthetic dataset: record, selection, resume, DDP, AMP path."""
 
 import json
-import socket
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
+from gloo import on_two_processes
 from wsolbench.data.synthetic import SynthParams, generate
 from wsolbench.engine import fit
 from wsolbench.protocol import resolve_run
@@ -66,28 +65,13 @@ def test_resume_after_an_interruption_gives_the_same_record(tiny_root, tmp_path,
     assert resumed["history"] == full["history"]
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ddp_worker(rank, world_size, port, root, out_dir, epochs, queue):
-    import os
-
-    os.environ.update(WORLD_SIZE=str(world_size), RANK=str(rank), LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
-    record = fit.run(_config(epochs=str(epochs)), out_dir=out_dir, root=root, device="cpu", seed=0)
-    if rank == 0:
-        queue.put(record)
+def _ddp_run(root, out_dir, epochs):
+    return fit.run(_config(epochs=str(epochs)), out_dir=out_dir, root=root, device="cpu", seed=0)
 
 
 @pytest.mark.parametrize("epochs", [0, 1])
 def test_two_gloo_processes(tiny_root, tmp_path, epochs):
-    queue = mp.get_context("spawn").SimpleQueue()
-    mp.start_processes(_ddp_worker, args=(2, _free_port(), tiny_root, tmp_path / "ddp", epochs, queue), nprocs=2,
-                       start_method="spawn")
-    distributed = queue.get()
+    distributed = on_two_processes(_ddp_run, tiny_root, tmp_path / "ddp", epochs)
     assert distributed["acceleration"]["world_size"] == 2
     assert distributed["scores"]["test"]["num_images"] == 6  # each image once across the two shards
     if epochs == 0:  # same initial weights: sharded evaluation must give exactly the single-process scores

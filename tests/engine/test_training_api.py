@@ -2,15 +2,13 @@
 and samplers, method criteria and method state; each killed inside its last phase and resumed to the
 uninterrupted record, and each under two gloo processes."""
 
-import json
-import socket
 import warnings
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 import training_methods
+from gloo import on_two_processes
 from wsolbench.data.synthetic import SynthParams, generate
 from wsolbench.engine import fit
 from wsolbench.engine.loop import _method_batch_sampler
@@ -235,32 +233,17 @@ def test_a_batch_sampler_of_the_old_form_gets_the_seed_with_a_deprecation_warnin
 # --- two gloo processes -------------------------------------------------------------------------------------
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ddp_worker(rank, world_size, port, root, out_dir, method, queue):
-    import os
-
+def _ddp_run(root, out_dir, method):
     import training_methods as methods
 
     methods.register()
-    os.environ.update(WORLD_SIZE=str(world_size), RANK=str(rank), LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
-    record = fit.run(_config(method, epochs="1") if method == "two_updates" else _config(method),
-                     out_dir=out_dir, root=root, device="cpu", seed=0)
-    if rank == 0:
-        queue.put(json.loads(json.dumps(record)))
+    config = _config(method, epochs="1") if method == "two_updates" else _config(method)
+    return fit.run(config, out_dir=out_dir, root=root, device="cpu", seed=0)
 
 
 @pytest.mark.parametrize("method", ["two_updates", "two_phase"])
 def test_training_api_under_two_gloo_processes(tiny_root, tmp_path, method):
-    queue = mp.get_context("spawn").SimpleQueue()
-    mp.start_processes(_ddp_worker, args=(2, _free_port(), tiny_root, tmp_path / "ddp", method, queue), nprocs=2,
-                       start_method="spawn")
-    record = queue.get()
+    record = on_two_processes(_ddp_run, tiny_root, tmp_path / "ddp", method)
     assert record["acceleration"]["world_size"] == 2
     assert record["acceleration"]["sync_batchnorm"] is False  # SyncBatchNorm runs on GPUs only
     assert record["scores"]["test"]["num_images"] == 6  # each test image once across the two shards
