@@ -225,3 +225,23 @@ def test_a_checkpoint_of_the_old_format_is_a_one_line_error(tiny_root, tmp_path)
                     {"epoch": 1, "model": {}, "optimizer": {}, "scaler": {}, "history": [], "best": None})
     with pytest.raises(WsolbenchError, match="written by an older wsolbench"):
         fit.run(_config(), out_dir=tmp_path / "old", root=tiny_root, device="cpu", resume=True)
+
+
+def test_training_keeps_the_last_partial_batch_and_selection_uses_the_reduced_train_fullsup(tiny_root, tmp_path,
+                                                                                             monkeypatch):
+    from wsolbench.method import Method
+
+    sizes = []
+    original = Method.training_step
+
+    def recording_step(self, model, batch, context):
+        sizes.append(len(batch["label"]))
+        return original(self, model, batch, context)
+
+    monkeypatch.setattr(Method, "training_step", recording_step)
+    record = fit.run(_config(epochs="1", batch_size="3", num_val_sample_per_class="1"), out_dir=tmp_path / "run",
+                     root=tiny_root, device="cpu")
+    assert sizes == [3, 3, 2]  # 8 training images; the reference trains with drop_last=False
+    assert record["scores"]["train_fullsup"]["num_images"] == 2  # 1 image of each of the 2 classes
+    assert record["scores"]["test"]["num_images"] == 6  # the test split is never reduced
+    assert record["config"]["provenance"]["batch_size"] == "--set (off-protocol)"
