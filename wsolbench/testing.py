@@ -174,7 +174,8 @@ def check_method(method: str | type[Method], backbone: str = "resnet18", steps: 
         if not isinstance(model, nn.Module):
             raise AssertionError(f"{where}: build_model must return an nn.Module, got {type(model).__name__}")
         params = _check_param_groups(f"{where}: param_groups", model, instance.param_groups(model, lr))
-        settings = TrainingSettings(epochs=1, batch_size=len(train_set), lr=lr)
+        # the protocol's default length (wsolevaluation's 40 epochs), so that phases() can split it as it would
+        settings = TrainingSettings(epochs=40, batch_size=len(train_set), lr=lr)
         processes = Processes(0, 1, torch.device("cpu"))
         context = StepContext(epoch=0, step=0, device=processes.device, num_classes=classes,
                               generator=torch.Generator().manual_seed(seed))
@@ -186,7 +187,7 @@ def check_method(method: str | type[Method], backbone: str = "resnet18", steps: 
             instance.on_fit_start(model, context)
             sampler_generator = torch.Generator().manual_seed(seed)
             epoch = 0
-            for phase in phases:
+            for phase in (phase for phase in phases if phase.epochs):
                 step_where = f"{where}: phase {phase.name!r}"
                 loader, sampler = phase_loader(instance, train_set, phase.batch_size or settings.batch_size,
                                                processes, seed=seed, sampler_generator=sampler_generator,

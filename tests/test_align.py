@@ -1,0 +1,162 @@
+"""The align plugin: every map and loss on tiny tensors against values computed by hand (Kim et al., CVPR 2022,
+Eq. 2-9), the two-branch network, the phases, the map variants; conformance and a short synthetic run."""
+
+import math
+
+import pytest
+import torch
+
+from wsolbench.errors import WsolbenchError
+from wsolbench.method import StepContext, TrainingSettings
+from wsolbench.testing import check_method
+from wsolbench_align import Align, AlignNet
+from wsolbench_align.maps import (attentive_drop_mask, class_similarity, drop_loss, masked_mean, norm_loss, norm_map,
+                                  normalize_per_image, region_similarity, similarity_loss, similarity_maps)
+
+
+def _row(*values):
+    """A (1, 1, W) map from values."""
+    return torch.tensor([[list(values)]], dtype=torch.float64)
+
+
+def test_norm_map_and_its_normalisation():
+    features = torch.tensor([[[[3.0, 0.0, 1.0]], [[4.0, 0.0, 0.0]]]])  # (1, 2, 1, 3): norms 5, 0, 1
+    assert norm_map(features).tolist() == [[[5.0, 0.0, 1.0]]]
+    assert normalize_per_image(norm_map(features)).flatten().tolist() == pytest.approx([1.0, 0.0, 0.2])
+    assert normalize_per_image(torch.full((1, 2, 2), 3.0)).abs().max() == 0  # constant: 0, not NaN
+
+
+def test_similarity_maps_are_cosines_with_every_class_weight():
+    features = torch.tensor([[[[1.0, 0.0]], [[0.0, 2.0]]]])  # locations (1, 0) and (0, 2)
+    weight = torch.tensor([[1.0, 0.0], [1.0, 1.0], [-3.0, 0.0]])
+    s = similarity_maps(features, weight)
+    r = 1 / math.sqrt(2)
+    assert s.shape == (1, 3, 1, 2)
+    assert s.flatten().tolist() == pytest.approx([1.0, 0.0, r, r, -1.0, 0.0])
+    assert class_similarity(features, weight[[1]]).flatten().tolist() == pytest.approx([r, r])
+
+
+def test_masked_mean_of_an_empty_region_is_zero():
+    values = _row(2.0, 4.0, 6.0)
+    assert masked_mean(values, _row(1, 0, 1).bool()).item() == pytest.approx(4.0)
+    assert masked_mean(values, _row(0, 0, 0).bool()).item() == 0.0
+
+
+def test_similarity_loss_by_hand():
+    s, n_hat = _row(0.9, 0.5, -0.2, 0.1), _row(1.0, 0.7, 0.05, 0.3)
+    # foreground 𝓕̂ > 0.6: {0, 1}, mean 0.7; background 𝓕̂ < 0.1: {2}, mean -0.2; 0.3 is in neither
+    assert similarity_loss(s, n_hat, 0.6, 0.1).item() == pytest.approx(-0.2 - 0.7)
+    # no foreground: that term is 0; background everywhere
+    assert similarity_loss(s, _row(0.05, 0.05, 0.05, 0.05), 0.6, 0.1).item() == pytest.approx(0.325)
+
+
+def test_norm_loss_by_hand_and_its_gradient_reaches_the_norm_map():
+    regions, n_hat = _row(0.5, -0.3, 0.0, 0.2), _row(1.0, 0.2, 0.4, 0.6).requires_grad_()
+    loss = norm_loss(regions, n_hat)  # fg s > 0: {0, 3} mean 0.8; bg s < 0: {1} 0.2; s == 0: neither
+    assert loss.item() == pytest.approx(0.2 - 0.8)
+    loss.backward()
+    assert n_hat.grad.flatten().tolist() == pytest.approx([-0.5, 1.0, 0.0, -0.5])
+
+
+def test_any_class_regions_take_the_maximum_over_classes():
+    similarity = torch.tensor([[[[-0.5, -0.2]], [[0.3, -0.1]]]])  # (1, 2 classes, 1, 2)
+    labels = torch.tensor([0])
+    assert region_similarity(similarity, labels, any_class=False).flatten().tolist() == pytest.approx([-0.5, -0.2])
+    assert region_similarity(similarity, labels, any_class=True).flatten().tolist() == pytest.approx([0.3, -0.1])
+
+
+def test_attentive_drop_threshold_is_strict_and_relative_to_each_samples_max():
+    activation = torch.tensor([[1.0, 0.8, 0.79, 0.2]]).reshape(1, 1, 1, 4).repeat(2, 3, 1, 1)
+    activation[1] *= 10  # the second sample: same shape, ten times larger, same relative threshold
+    keep = attentive_drop_mask(activation, gamma=0.8, p=1.0, generator=torch.Generator().manual_seed(0))
+    assert keep.shape == (2, 1, 1, 4)
+    assert keep[:, 0, 0].tolist() == [[0, 1, 1, 1], [0, 1, 1, 1]]  # 0.8 is not > 0.8 * 1.0
+    never = attentive_drop_mask(activation, gamma=0.8, p=0.0, generator=torch.Generator().manual_seed(0))
+    assert never.min() == 1
+
+
+def test_attentive_drop_draws_once_per_location():
+    activation = torch.ones(1, 2, 10, 10)  # every location exceeds gamma * max
+    keep = attentive_drop_mask(activation, gamma=0.5, p=0.5, generator=torch.Generator().manual_seed(7))
+    draws = torch.rand((1, 10, 10), generator=torch.Generator().manual_seed(7))
+    assert torch.equal(keep[:, 0], (draws >= 0.5).float())
+    assert 0 < keep.mean() < 1  # some locations dropped, some kept
+
+
+def test_drop_loss_is_the_mean_absolute_difference_with_gradient_into_both_sides():
+    features = torch.tensor([1.0, 2.0]).requires_grad_()
+    dropped = torch.tensor([0.0, 4.0]).requires_grad_()
+    loss = drop_loss(features, dropped)
+    assert loss.item() == pytest.approx(1.5)
+    loss.backward()
+    assert features.grad.tolist() == [0.5, -0.5] and dropped.grad.tolist() == [-0.5, 0.5]
+
+
+# --- the network and the method -----------------------------------------------------------------------------
+
+
+def _net(p=0.5, backbone="resnet18"):
+    return Align(Align.Hparams(p=p), backbone=backbone, num_classes=3).build_model()
+
+
+def test_branches_share_weights_and_without_dropping_they_agree():
+    torch.manual_seed(0)
+    net = _net(p=0.0).eval()
+    images = torch.randn(2, 3, 32, 32)
+    output = net(images, drop_generator=torch.Generator().manual_seed(0))
+    assert torch.equal(output.features, output.dropped)
+    assert torch.allclose(output.logits, net(images))
+    assert output.similarity.shape == (2, 3, *output.features.shape[2:])
+
+
+def test_the_erasing_point_is_the_backbones_split_tap():
+    assert _net().backbone.split_tap == "layer4.0"
+    assert _net(backbone="vgg16").backbone.split_tap == "conv4_3"
+
+
+@pytest.mark.parametrize("variant", ["cam", "norm", "sim"])
+def test_map_variants(variant):
+    torch.manual_seed(0)
+    method = Align(Align.Hparams(map=variant), backbone="resnet18", num_classes=3)
+    net = method.build_model().eval()
+    images, labels = torch.randn(2, 3, 32, 32), torch.tensor([2, 0])
+    with torch.no_grad():
+        maps = method.predict(net, images, labels).maps
+        features = net.backbone.features(images)
+        weight = net.backbone.fc.weight
+        expected = {"cam": torch.einsum("bk,bkhw->bhw", weight[labels], features) / features.shape[1],
+                    "norm": features.norm(dim=1),
+                    "sim": similarity_maps(features, weight)[torch.arange(2), labels]}[variant]
+    assert torch.allclose(maps, expected, atol=1e-6)
+
+
+def test_warm_stage_trains_ce_and_drop_only_then_the_full_loss():
+    torch.manual_seed(0)
+    method = Align(Align.Hparams(warm_epochs=2, warm_batch_size=16), backbone="resnet18", num_classes=3)
+    phases = method.phases(TrainingSettings(epochs=5, batch_size=32, lr=0.1))
+    assert [(p.name, p.epochs, p.batch_size) for p in phases] == [("warm", 2, 16), ("align", 3, None)]
+    net = method.build_model()
+    batch = {"image": torch.randn(2, 3, 32, 32), "label": torch.tensor([0, 1])}
+    context = StepContext(1, 0, torch.device("cpu"), 3, torch.Generator().manual_seed(0), phase="warm")
+    warm = method.training_step(net, batch, context)
+    assert set(warm.logs) == {"ce", "drop"}
+    assert warm.loss.item() == pytest.approx(float(warm.logs["ce"] + 3.0 * warm.logs["drop"]), rel=1e-6)
+    context.phase = "align"
+    full = method.training_step(net, batch, context)
+    logs = full.logs
+    expected = logs["ce"] + 3.0 * logs["drop"] + 0.5 * logs["sim"] + 0.15 * logs["norm"]
+    assert full.loss.item() == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_bad_hyperparameters_are_one_line_errors():
+    with pytest.raises(WsolbenchError, match="align: norm_region must be gt_class or any_class"):
+        Align.make_hparams({"norm_region": "all"})
+    with pytest.raises(WsolbenchError, match="align: map must be one of cam, norm, sim"):
+        Align.make_hparams({"map": "grad"})
+    with pytest.raises(WsolbenchError, match=r"warm_epochs \(20\) exceeds the run's epochs \(10\)"):
+        Align(num_classes=2).phases(TrainingSettings(epochs=10, batch_size=4, lr=0.1))
+
+
+@pytest.mark.parametrize("hparams", [{"map": "sim", "norm_region": "any_class"}, {"map": "norm"}])
+def test_variants_conform(hparams):
+    check_method("align", hparams=hparams)
