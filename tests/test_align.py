@@ -160,3 +160,37 @@ def test_bad_hyperparameters_are_one_line_errors():
 @pytest.mark.parametrize("hparams", [{"map": "sim", "norm_region": "any_class"}, {"map": "norm"}])
 def test_variants_conform(hparams):
     check_method("align", hparams=hparams)
+
+
+# --- the protocol tables --------------------------------------------------------------------------------------
+
+
+def test_published_configurations_resolve_to_the_official_values():
+    from wsolbench.protocol import resolve_run
+
+    cub = resolve_run("align", "cub", "vgg16")
+    assert (cub.epochs, cub.batch_size, cub.lr, cub.lr * cub.classifier_ratio) == (70, 64, 0.004, 0.02)
+    assert (cub.lr_decay_points, cub.lr_decay_factor, cub.weight_decay) == ((41, 61), 0.2, 5e-4)
+    assert dict(cub.hparams) == dict(lambda_sim=0.5, lambda_norm=0.15, lambda_drop=3.0, tau_fg=0.6, tau_bg=0.1,
+                                     gamma=0.8, p=0.5, norm_region="any_class", warm_epochs=20, warm_batch_size=32,
+                                     map="cam")
+    resnet = resolve_run("align", "cub", "resnet50")
+    assert resnet.large_feature_map and (resnet.lr, resnet.classifier_ratio, resnet.batch_size) == (0.002, 10.0, 32)
+    assert (resnet.hparams["lambda_norm"], resnet.hparams["tau_fg"], resnet.hparams["p"]) == (0.05, 0.4, 0.25)
+    imagenet = resolve_run("align", "imagenet", "resnet50")
+    assert (imagenet.epochs, imagenet.hparams["warm_epochs"], imagenet.lr_decay_points) == (30, 14, (21, 31))
+    assert imagenet.hparams["norm_region"] == "gt_class" and imagenet.hparams["lambda_sim"] == 8.0
+    # every value of these is published, the step-decay frequency that decay points replace aside
+    assert cub.tuned and resnet.tuned and imagenet.tuned
+    assert cub.provenance["lr"].startswith("published, ejkim47/bridging-gap-wsol configs")
+
+
+def test_untuned_combinations_say_so():
+    from wsolbench.protocol import resolve_run
+
+    for dataset, backbone in (("cub", "resnet18"), ("openimages", "vgg16"), ("synthetic", "resnet18")):
+        config = resolve_run("align", dataset, backbone)
+        assert not config.tuned, (dataset, backbone)
+    openimages = resolve_run("align", "openimages", "vgg16")
+    assert openimages.provenance["lr"].startswith("wsolbench default, untuned")
+    assert openimages.provenance["method.lambda_norm"].startswith("published, Kim et al. CVPR 2022 appendix C.5")

@@ -690,8 +690,11 @@ def test_every_shipped_value_states_its_provenance():
         tables = [document.get(section) for section in ("model", "training", "evaluation", "hparams")]
         tables += [table for key, group in document.items() if key not in ("dataset", "method", "protocol",
                    "splits", "selection", "model", "training", "evaluation", "hparams") for table in group.values()]
+        tables += [table["hparams"] for table in list(tables) if table and isinstance(table.get("hparams"), dict)]
         for table in filter(None, tables):
-            assert table["provenance"].startswith(("published, ", "reported, ", "wsolbench default, untuned")), path
+            if set(table) - {"hparams"}:  # the table sets values (not only an hparams sub-table)
+                assert table["provenance"].startswith(("published, ", "reported, ", "wsolbench default, untuned")), \
+                    path
 
 
 # --- protocol files shipped by plugins (wsolbench_register_protocol_files) -----------------------------------

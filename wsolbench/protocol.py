@@ -441,8 +441,11 @@ def _selection(selection: str, override: str | None, spec: DatasetSpec, eval_che
     return override
 
 
-def _tuned(method_table: str | None, provenance: Mapping[str, str]) -> bool:
-    keys = [key for key, setting in SETTINGS.items() if setting.section in TUNED_SECTIONS and key != "backbone"]
+def _tuned(method_table: str | None, provenance: Mapping[str, str], values: Mapping[str, Any]) -> bool:
+    """Whether a method table applied and every value that trains the model is published (a step-decay
+    frequency that decay points override does not count)."""
+    ignored = {"backbone", *(("lr_decay_frequency",) if values.get("lr_decay_points") else ())}
+    keys = [key for key, setting in SETTINGS.items() if setting.section in TUNED_SECTIONS and key not in ignored]
     keys += [key for key in provenance if key.startswith(METHOD_PREFIX)]
     return method_table is not None and all(provenance[key].startswith("published, ") for key in keys)
 
@@ -530,4 +533,4 @@ def resolve_run(method: str, dataset: str | DatasetSpec, backbone: str | None = 
         method_table=method_table, train_split=splits["train"], val_split=splits["val"],
         test_split=splits["test"], selection_metric=selection_metric, **values,
         hparams=MappingProxyType(hparams), overrides=MappingProxyType(overrides), off_protocol=bool(overrides),
-        provenance=MappingProxyType(provenance), tuned=_tuned(method_table, provenance))
+        provenance=MappingProxyType(provenance), tuned=_tuned(method_table, provenance, values))
