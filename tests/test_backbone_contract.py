@@ -133,7 +133,7 @@ class HalfDone(CamBackbone):
     ("resnet18", "'resnet18' is neither a CamBackbone subclass nor a factory function"),
 ])
 def test_registering_a_class_that_breaks_the_contract_fails_at_registration(obj, problem):
-    registry = Registry.for_kind("backbone")
+    registry = plugins.new_registry("backbone")
     with pytest.raises(WsolbenchError) as error:
         registry.register("mine", obj, "toy-dist (plugin 'toy')")
     assert _one_line(error) == f"toy-dist (plugin 'toy') registered backbone 'mine', which breaks the contract: {problem}"
@@ -141,11 +141,11 @@ def test_registering_a_class_that_breaks_the_contract_fails_at_registration(obj,
 
 
 def test_complete_classes_and_factory_functions_register():
-    registry = Registry.for_kind("backbone")
+    registry = plugins.new_registry("backbone")
     registry.register("tiny", TinyCam, "x")
     registry.register("tiny-fn", lambda num_classes, **kwargs: TinyCam(num_classes), "x")
     assert registry.names() == ["tiny", "tiny-fn"]
-    assert Registry("backbone").check is None and Registry.for_kind("method").check is None
+    assert Registry("backbone").check is None and plugins.new_registry("method").check is None
 
 
 def _backbone_plugin(**factories):
@@ -196,3 +196,32 @@ def test_a_plugin_backbone_builds_and_runs_like_a_builtin(monkeypatch):
         torch.testing.assert_close(out.features, model.conv2(model.conv1(images)))
         torch.testing.assert_close(out.logits, model.fc(out.features.mean(dim=(2, 3))))
         torch.testing.assert_close(model(images), out.logits)
+
+
+def test_the_contract_is_re_exported_by_wsolbench_backbones():
+    from wsolbench import backbone_contract, backbones
+
+    for name in ("CamBackbone", "BackboneOutput", "ParamSplit", "Stage", "REQUIRED_ATTRIBUTES",
+                 "OPTIONAL_ATTRIBUTES", "registration_problem", "built_problem"):
+        assert getattr(backbones, name) is getattr(backbone_contract, name)
+    assert issubclass(backbones.GapFcBackbone, backbone_contract.CamBackbone)
+
+
+def test_the_contract_imports_neither_the_plugin_loader_nor_the_registry():
+    import subprocess
+    import sys
+
+    code = ("import sys, wsolbench.backbone_contract; "
+            "print(sorted(m for m in ('wsolbench.plugins', 'wsolbench.registry', 'wsolbench.backbones') "
+            "if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout == "[]\n"
+
+
+def test_importing_the_plugin_loader_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, wsolbench.plugins; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout == "False\n"

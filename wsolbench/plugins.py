@@ -7,7 +7,8 @@ since no run can be scored without them. A name in the list that matches no inst
 warning line on stderr naming it and the closest installed name. A plugin that fails to import is reported
 in one line on stderr naming it, and the others keep working.
 
-Registration hooks fill the name registries (:data:`REGISTRATION_HOOKS`) and, through
+Registration hooks fill the name registries (:data:`REGISTRATION_HOOKS`; :func:`new_registry` builds each
+empty, with its kind's check from :data:`REGISTRY_CHECKS`: backbones, the CamBackbone contract) and, through
 ``wsolbench_register_protocol_files``, the list of protocol-file folders (:attr:`LoadedPlugins.protocol_folders`,
 read by :mod:`wsolbench.protocol_files`).
 """
@@ -21,6 +22,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pluggy
 
@@ -42,6 +44,21 @@ REGISTRATION_HOOKS = {
     "method": "wsolbench_register_methods",
     "metric": "wsolbench_register_metrics",
 }
+
+
+def _backbone_registration_problem(factory) -> str | None:
+    from wsolbench.backbone_contract import registration_problem  # torch: only once a backbone is registered
+
+    return registration_problem(factory)
+
+
+#: registry kind -> the check its registry runs on every registered object (the other kinds have none)
+REGISTRY_CHECKS: dict[str, Callable[[object], str | None]] = {"backbone": _backbone_registration_problem}
+
+
+def new_registry(kind: str) -> Registry:
+    """An empty registry of ``kind`` with that kind's check from :data:`REGISTRY_CHECKS` (if any)."""
+    return Registry(kind, check=REGISTRY_CHECKS.get(kind))
 
 
 @dataclass
@@ -140,7 +157,7 @@ def load_plugins() -> LoadedPlugins:
         name = infos[id(error.plugin)].name if id(error.plugin) in infos else error.plugin
         raise WsolbenchError(f"plugin {name!r} implements an unknown hook: {error}") from None
 
-    registries = {kind: Registry.for_kind(kind) for kind in REGISTRATION_HOOKS}
+    registries = {kind: new_registry(kind) for kind in REGISTRATION_HOOKS}
     for kind, hook_name in REGISTRATION_HOOKS.items():
         for impl in getattr(manager.hook, hook_name).get_hookimpls():
             info = infos[id(impl.plugin)]

@@ -1,10 +1,10 @@
-"""Name -> object registries for methods, datasets, backbones and metrics.
+"""The generic name -> object registry (one per kind: methods, datasets, backbones, metrics) and its errors.
 
 A name identifies a result on the leaderboard, so registering a name twice is an error that names both
 distributions (unlike timm, which only warns). Lookups accept fnmatch patterns (``names("resnet*")``).
-A registry may check each object as it is registered (``Registry(kind, check=...)``);
-:meth:`Registry.for_kind` gives each kind its check from :data:`CHECKS` (backbones: the
-:class:`~wsolbench.backbones.CamBackbone` contract).
+A registry may check each object as it is registered (``Registry(kind, check=...)``); this module knows
+no kind: :mod:`wsolbench.plugins` builds the registries and gives each kind its check (backbones: the
+:class:`~wsolbench.backbones.CamBackbone` contract's ``registration_problem``).
 """
 
 from __future__ import annotations
@@ -26,16 +26,6 @@ class UnknownNameError(WsolbenchError):
     """A name that no loaded plugin registered."""
 
 
-def _backbone_problem(obj) -> str | None:
-    from wsolbench.backbones import registration_problem  # torch: only once a backbone is registered
-
-    return registration_problem(obj)
-
-
-#: kind -> the check :meth:`Registry.for_kind` gives that kind's registry
-CHECKS: dict[str, Callable[[object], str | None]] = {"backbone": _backbone_problem}
-
-
 class Registry(Generic[T]):
     """Registered objects of one kind (``"method"``, ``"dataset"``, ...), each with its source distribution.
 
@@ -47,11 +37,6 @@ class Registry(Generic[T]):
         self.kind = kind
         self.check = check
         self._entries: dict[str, tuple[T, str]] = {}
-
-    @classmethod
-    def for_kind(cls, kind: str) -> Registry:
-        """A registry of ``kind`` with that kind's check from :data:`CHECKS` (none for the other kinds)."""
-        return cls(kind, check=CHECKS.get(kind))
 
     def register(self, name: str, obj: T, source: str) -> None:
         """Add ``obj`` under ``name``; ``source`` is the distribution (or plugin) registering it."""
