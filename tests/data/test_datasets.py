@@ -190,3 +190,14 @@ def test_a_plugin_dataset_in_a_builtin_synthetic_folder_still_needs_a_root(name)
     spec = DatasetSpec(name=name, folder="SYNTHETIC", num_classes=10, annotation="boxes")
     with pytest.raises(WsolbenchError, match=f"dataset '{name}' needs a data root"):
         open_dataset(spec, split="val")
+
+
+def test_only_the_builtin_synthetic_specs_are_generated_into_the_cache():
+    from wsolbench.data.builtin import BUILTIN_DATASETS, GENERATED_DATASETS, generated_root
+
+    assert sorted(GENERATED_DATASETS) == ["synthetic", "synthetic-masks"]
+    for spec in BUILTIN_DATASETS:
+        if spec.name not in GENERATED_DATASETS:
+            assert generated_root(spec) is None
+    assert generated_root(DatasetSpec(name="synthetic", folder="SYNTHETIC", num_classes=10,
+                                      annotation="boxes")) is None

@@ -237,9 +237,9 @@ def resolve_spec(name_or_spec: str | DatasetSpec, root: str | os.PathLike | None
 def default_root(spec: DatasetSpec) -> Path:
     """The root used when none is given: the generated cache for the built-in synthetic datasets, an error
     naming the dataset for any other (a plugin's dataset is never read from the cache implicitly)."""
-    from wsolbench.data import synthetic
+    from wsolbench.data.builtin import generated_root  # the built-in plugin (pluggy, prepare): only when needed
 
-    root = synthetic.default_root(spec)
+    root = generated_root(spec)
     if root is None:
         raise WsolbenchError(f"dataset {spec.name!r} needs a data root (the folder holding metadata/ and dataset/)")
     return root

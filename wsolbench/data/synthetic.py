@@ -13,6 +13,10 @@ Everything derives from the seed: image ``k`` of class ``c`` in split ``s`` uses
 ``numpy.random.default_rng([seed, s, c, k])``, so the same arguments give byte-identical files.
 Datasets are written in wsolevaluation's layout (PNG images; ``boxes``: one inclusive box per image,
 ``masks``: OpenImages-style instance and ignore PNGs for val and test).
+
+This module holds the generator: :class:`SynthParams`, :func:`render_sample`, :func:`generate` (to a folder)
+and :func:`cached` (into the cache). Which registered datasets are generated into the cache when no data
+root is given is decided where the built-in specs live: :func:`wsolbench.data.builtin.generated_root`.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from PIL import Image
 
 from wsolbench.data.cache import cache_root
 from wsolbench.data.metadata import MaskAnnotation, SplitMetadata, write_split
-from wsolbench.data.spec import SPLITS, DatasetSpec
+from wsolbench.data.spec import SPLITS
 from wsolbench.errors import WsolbenchError
 
 GENERATOR_VERSION = 1  #: bump when the images change, so cached copies are regenerated
@@ -291,15 +295,3 @@ def cached(params: SynthParams = SynthParams()) -> Path:
                                      "(delete that folder to have it generated again)") from None
     return root
 
-
-def default_root(spec: DatasetSpec) -> Path | None:
-    """The cached default-parameter root when ``spec`` is one of the built-in synthetic specs
-    (``synthetic``, ``synthetic-masks`` of :mod:`wsolbench.data.builtin`, compared field by field); None for
-    any other spec, even one whose folder is named like theirs: only these are generated implicitly."""
-    from wsolbench.data.builtin import BUILTIN_DATASETS  # imports this module: deferred
-
-    variants = {folder: variant for variant, folder in FOLDERS.items()}
-    for builtin in BUILTIN_DATASETS:
-        if builtin.folder in variants and spec == builtin:
-            return cached(SynthParams(variant=variants[builtin.folder]))
-    return None
