@@ -194,3 +194,47 @@ def test_untuned_combinations_say_so():
     openimages = resolve_run("align", "openimages", "vgg16")
     assert openimages.provenance["lr"].startswith("wsolbench default, untuned")
     assert openimages.provenance["method.lambda_norm"].startswith("published, Kim et al. CVPR 2022 appendix C.5")
+
+
+# --- runs -----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    from wsolbench.data.synthetic import SynthParams, generate
+
+    params = SynthParams(variant="boxes", classes=2, train_per_class=4, val_per_class=2, test_per_class=2,
+                         image_size=32, seed=1)
+    return generate(tmp_path_factory.mktemp("synth") / "boxes", params)
+
+
+def _align_config():
+    from wsolbench.protocol import resolve_run
+
+    return resolve_run("align", "synthetic", "resnet18", {"epochs": "3", "warm_epochs": "2", "warm_batch_size": "8",
+                                                          "batch_size": "4", "image_size": "32",
+                                                          "cam_curve_interval": "0.01"})
+
+
+@pytest.mark.parametrize("killed_at", [2, 3])  # inside the warm stage; in the alignment stage after it
+def test_an_interrupted_align_run_resumes_to_the_uninterrupted_record(tiny_root, tmp_path, monkeypatch, killed_at):
+    from wsolbench.engine import fit
+
+    run = dict(config=_align_config(), root=tiny_root, device="cpu", seed=3)
+    full = fit.run(out_dir=tmp_path / "full", **run)
+    assert [h["phase"] for h in full["history"]] == ["warm", "warm", "warm", "align"]
+    assert set(full["history"][1]["logs"]) == {"ce", "drop"} and set(full["history"][3]["logs"]) >= {"sim", "norm"}
+
+    class Interrupted(Exception):
+        pass
+
+    def crash(self, model, epoch):
+        if epoch == killed_at:
+            raise Interrupted
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Align, "on_train_epoch_start", crash)
+        with pytest.raises(Interrupted):
+            fit.run(out_dir=tmp_path / "cut", **run)
+    resumed = fit.run(out_dir=tmp_path / "cut", resume=True, **run)
+    assert resumed["history"] == full["history"] and resumed["scores"] == full["scores"]
