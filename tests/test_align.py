@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from interruption import run_killed_at
 from wsolbench.errors import WsolbenchError
 from wsolbench.method import StepContext, TrainingSettings
 from wsolbench.testing import check_method
@@ -225,16 +226,6 @@ def test_an_interrupted_align_run_resumes_to_the_uninterrupted_record(tiny_root,
     assert [h["phase"] for h in full["history"]] == ["warm", "warm", "warm", "align"]
     assert set(full["history"][1]["logs"]) == {"ce", "drop"} and set(full["history"][3]["logs"]) >= {"sim", "norm"}
 
-    class Interrupted(Exception):
-        pass
-
-    def crash(self, model, epoch):
-        if epoch == killed_at:
-            raise Interrupted
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Align, "on_train_epoch_start", crash)
-        with pytest.raises(Interrupted):
-            fit.run(out_dir=tmp_path / "cut", **run)
+    run_killed_at(Align, killed_at, monkeypatch, out_dir=tmp_path / "cut", **run)
     resumed = fit.run(out_dir=tmp_path / "cut", resume=True, **run)
     assert resumed["history"] == full["history"] and resumed["scores"] == full["scores"]

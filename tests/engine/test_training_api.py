@@ -9,6 +9,7 @@ import torch
 
 import training_methods
 from gloo import on_two_processes
+from interruption import run_killed_at
 from wsolbench.data.synthetic import SynthParams, generate
 from wsolbench.engine import fit
 from wsolbench.engine.loop import _method_batch_sampler
@@ -33,22 +34,6 @@ def test_methods():
 
 def _config(method, **extra):
     return resolve_run(method, "synthetic", "resnet18", {**OVERRIDES, **extra})
-
-
-class Interrupted(Exception):
-    pass
-
-
-def _run_killed_at(method_class, epoch, monkeypatch, **run):
-    """Run with ``on_train_epoch_start`` raising at ``epoch`` (a kill in the middle of the run)."""
-    def crash(self, model, current):
-        if current == epoch:
-            raise Interrupted
-
-    with monkeypatch.context() as patch:
-        patch.setattr(method_class, "on_train_epoch_start", crash)
-        with pytest.raises(Interrupted):
-            fit.run(**run)
 
 
 # --- schedules --------------------------------------------------------------------------------------------
@@ -135,7 +120,7 @@ def test_manual_method_record_survives_a_kill_in_its_last_epoch(tiny_root, tmp_p
     assert [h["phase"] for h in full["history"]] == ["train"] * 3
     logs = full["history"][1]["logs"]
     assert set(logs) == {"stage_one", "stage_two"} and logs["stage_one"] == pytest.approx(full["history"][1]["loss"])
-    _run_killed_at(training_methods.TwoUpdates, 2, monkeypatch, out_dir=tmp_path / "cut", **run)
+    run_killed_at(training_methods.TwoUpdates, 2, monkeypatch, out_dir=tmp_path / "cut", **run)
     assert not (tmp_path / "cut" / "record.json").exists()
     resumed = fit.run(out_dir=tmp_path / "cut", resume=True, **run)
     assert resumed["history"] == full["history"] and resumed["scores"] == full["scores"]
@@ -170,7 +155,7 @@ def test_two_phase_record_survives_a_kill_in_its_last_phase(tiny_root, tmp_path,
     full = fit.run(out_dir=tmp_path / "full", **run)
     sampled_full = list(training_methods.SAMPLED)
     training_methods.SAMPLED.clear()
-    _run_killed_at(training_methods.TwoPhase, 3, monkeypatch, out_dir=tmp_path / "cut", **run)
+    run_killed_at(training_methods.TwoPhase, 3, monkeypatch, out_dir=tmp_path / "cut", **run)
     resumed = fit.run(out_dir=tmp_path / "cut", resume=True, **run)
     assert resumed["history"] == full["history"] and resumed["scores"] == full["scores"]
     # epoch 3's batches after the resume are those of the uninterrupted run, not a replay of epoch 2's
@@ -180,7 +165,7 @@ def test_two_phase_record_survives_a_kill_in_its_last_phase(tiny_root, tmp_path,
 def test_resume_at_a_phase_boundary_is_exact(tiny_root, tmp_path, monkeypatch):
     run = dict(config=_config("two_phase"), root=tiny_root, device="cpu", seed=5)
     full = fit.run(out_dir=tmp_path / "full", **run)
-    _run_killed_at(training_methods.TwoPhase, 2, monkeypatch, out_dir=tmp_path / "cut", **run)
+    run_killed_at(training_methods.TwoPhase, 2, monkeypatch, out_dir=tmp_path / "cut", **run)
     resumed = fit.run(out_dir=tmp_path / "cut", resume=True, **run)
     assert resumed["history"] == full["history"] and resumed["scores"] == full["scores"]
 
