@@ -10,7 +10,7 @@ from interruption import run_killed_at
 from wsolbench.errors import WsolbenchError
 from wsolbench.method import StepContext, TrainingSettings
 from wsolbench.testing import check_method
-from wsolbench_align import Align, AlignNet
+from wsolbench_align import Align
 from wsolbench_align.maps import (attentive_drop_mask, class_similarity, drop_loss, masked_mean, norm_loss, norm_map,
                                   normalize_per_image, region_similarity, similarity_loss, similarity_maps)
 
