@@ -265,3 +265,22 @@ def test_a_short_synthetic_run_trains_both_stages_and_resumes_exactly(tiny_root,
     run_killed_at(MinMaxCam, 2, monkeypatch, out_dir=tmp_path / "cut", **run)
     resumed = fit.run(out_dir=tmp_path / "cut", resume=True, **run)
     assert resumed["history"] == full["history"] and resumed["scores"] == full["scores"]
+
+
+def _ddp_run(root, out_dir):
+    from wsolbench.engine import fit
+    from wsolbench.protocol import resolve_run
+
+    config = resolve_run("minmaxcam", "synthetic", "resnet18", {"epochs": "1", "classes_per_batch": "2",
+                                                                "per_class": "2", "image_size": "32",
+                                                                "cam_curve_interval": "0.01"})
+    return fit.run(config, out_dir=out_dir, root=root, device="cpu", seed=0)
+
+
+def test_two_gloo_processes_train_whole_classes_each(tiny_root, tmp_path):
+    from engine.gloo import on_two_processes
+
+    record = on_two_processes(_ddp_run, tiny_root, tmp_path / "ddp")
+    assert record["acceleration"]["world_size"] == 2
+    logs = record["history"][1]["logs"]
+    assert logs["crr"] > 0 and logs["frr"] > 0  # each process saw a class's two images (one pair)
