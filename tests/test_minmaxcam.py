@@ -17,6 +17,7 @@ from wsolbench_minmaxcam.sampler import ClassBalancedBatches
 from wsolbench.errors import WsolbenchError
 from wsolbench.method import StepContext, TrainingSettings
 from wsolbench.testing import check_method
+from step_snapshots import states_after_each_step
 
 # --- mask and regularizers --------------------------------------------------------------------------------
 
@@ -140,32 +141,11 @@ def tiny_root(tmp_path_factory):
 
 def _stage_snapshots(tiny_root, monkeypatch, **hparams):
     """Model states before, after stage I and after stage II of one step."""
-    from wsolbench.data.datasets import open_dataset
-    from wsolbench.engine.distributed import Processes
-    from wsolbench.engine.loop import TrainingLoop, phase_loader
-
     torch.manual_seed(0)
     method = MinMaxCam(MinMaxCam.Hparams(classes_per_batch=2, per_class=2, **hparams), backbone="resnet18",
                        num_classes=2)
-    model = method.build_model()
     settings = TrainingSettings(epochs=1, batch_size=4, lr=0.1, weight_decay=0.1)
-    processes = Processes(0, 1, torch.device("cpu"))
-    context = StepContext(0, 0, processes.device, 2, torch.Generator().manual_seed(0))
-    loop = TrainingLoop(method, model, method.optimizers(model, settings), processes, context=context)
-    snapshots = []
-    original_step = TrainingLoop.step
-
-    def step_and_snapshot(self, name):
-        original_step(self, name)
-        snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
-
-    monkeypatch.setattr(TrainingLoop, "step", step_and_snapshot)
-    train = open_dataset("synthetic", tiny_root, "train", image_size=32)
-    loader, _ = phase_loader(method, train, 4, processes, seed=0, sampler_generator=torch.Generator(), cache="off",
-                             num_workers=0)
-    loop.start_phase(method.phases(settings)[0])
-    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    result = loop.train_epoch(loader, 1, max_steps=1)
+    model, before, snapshots, result = states_after_each_step(method, settings, tiny_root, monkeypatch)
     assert all(p.requires_grad for p in model.parameters()) and model.training  # restored after stage II
     return before, *snapshots, result
 

@@ -10,6 +10,7 @@ import torch
 import training_methods
 from gloo import on_two_processes
 from interruption import run_killed_at
+from step_snapshots import states_after_each_step
 from wsolbench.data.synthetic import SynthParams, generate
 from wsolbench.engine import fit
 from wsolbench.engine.loop import _method_batch_sampler
@@ -81,31 +82,11 @@ def test_protocol_decay_points_drive_the_default_optimizer(tiny_root, tmp_path):
 
 
 def test_second_update_changes_only_the_classifier(tiny_root, monkeypatch):
-    from wsolbench.data.datasets import open_dataset
-    from wsolbench.engine.distributed import Processes
-    from wsolbench.engine.loop import TrainingLoop, phase_loader
-    from wsolbench.method import StepContext, TrainingSettings
+    from wsolbench.method import TrainingSettings
 
     method = training_methods.TwoUpdates(backbone="resnet18", num_classes=2)
-    model = method.build_model()
     settings = TrainingSettings(epochs=1, batch_size=4, lr=0.1)
-    processes = Processes(0, 1, torch.device("cpu"))
-    context = StepContext(0, 0, processes.device, 2, torch.Generator().manual_seed(0))
-    loop = TrainingLoop(method, model, method.optimizers(model, settings), processes, context=context)
-    snapshots = []
-    original_step = TrainingLoop.step
-
-    def step_and_snapshot(self, name):
-        original_step(self, name)
-        snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
-
-    monkeypatch.setattr(TrainingLoop, "step", step_and_snapshot)
-    train = open_dataset("synthetic", tiny_root, "train", image_size=32)
-    loader, _ = phase_loader(method, train, 4, processes, seed=0, sampler_generator=torch.Generator(), cache="off",
-                             num_workers=0)
-    loop.start_phase(method.phases(settings)[0])
-    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    loop.train_epoch(loader, 1, max_steps=1)
+    model, before, snapshots, _ = states_after_each_step(method, settings, tiny_root, monkeypatch)
     after_one, after_two = snapshots
     moved_by_one = {k for k in before if not torch.equal(before[k], after_one[k])}
     moved_by_two = {k for k in before if not torch.equal(after_one[k], after_two[k])}
