@@ -24,12 +24,12 @@ from wsolbench.data.datasets import open_dataset, resolve_spec
 from wsolbench.data.pipeline import make_loader
 from wsolbench.engine.distributed import Processes
 from wsolbench.engine.evaluation import evaluate_model
-from wsolbench.method import Method, Prediction
+from wsolbench.method import Method
 from wsolbench.metrics.functional import normalize_scoremap
 from wsolbench.plugins import registry
 from wsolbench.protocol import resolve_run
 from wsolbench.results import read_record
-from wsolbench_align.maps import class_similarity, norm_map
+from wsolbench_align import predict_map
 
 MAPS = ("cam", "norm", "sim")
 
@@ -44,11 +44,7 @@ class _MapOf(Method):
         self.kind = kind
 
     def predict(self, model, images, labels):
-        backbone = getattr(model, "backbone", model)
-        features = backbone.features(images)
-        maps = {"cam": lambda: backbone.cam(features, labels), "norm": lambda: norm_map(features),
-                "sim": lambda: class_similarity(features, backbone.classifier.weight[labels])}[self.kind]()
-        return Prediction(backbone.logits(features), maps)
+        return predict_map(getattr(model, "backbone", model), images, labels, self.kind)
 
 
 def _load(run: Path):

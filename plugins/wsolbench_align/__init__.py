@@ -129,16 +129,20 @@ class Align(Method):
         return StepOutput(loss, logs)
 
     def predict(self, model: AlignNet, images: Tensor, labels: Tensor) -> Prediction:
-        backbone = model.backbone
-        features = backbone.features(images)
-        logits = backbone.logits(features)
-        if self.hparams.map == "norm":
-            maps = norm_map(features)
-        elif self.hparams.map == "sim":
-            maps = class_similarity(features, backbone.classifier.weight[labels])
-        else:
-            maps = backbone.cam(features, labels)
-        return Prediction(logits, maps)
+        return predict_map(model.backbone, images, labels, self.hparams.map)
+
+
+def predict_map(backbone, images: Tensor, labels: Tensor, kind: str) -> Prediction:
+    """Logits and one of the three maps of ``backbone`` (any CamBackbone): ``cam``, ``norm`` (𝓕) or ``sim``
+    (the GT class's 𝓢), from one pass."""
+    features = backbone.features(images)
+    if kind == "norm":
+        maps = norm_map(features)
+    elif kind == "sim":
+        maps = class_similarity(features, backbone.classifier.weight[labels])
+    else:
+        maps = backbone.cam(features, labels)
+    return Prediction(backbone.logits(features), maps)
 
 
 @hookimpl
