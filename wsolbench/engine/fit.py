@@ -29,7 +29,7 @@ from wsolbench.data.pipeline import make_loader
 from wsolbench.engine import checkpoint
 from wsolbench.engine.distributed import Processes, barrier, start, stop
 from wsolbench.engine.evaluation import evaluate_model, selection_score
-from wsolbench.engine.loop import TrainingLoop, phase_loader
+from wsolbench.engine.loop import TrainingLoop, per_process_batch, phase_loader
 from wsolbench.errors import MethodContractError, WsolbenchError
 from wsolbench.method import Method, Phase, StepContext, TrainingSettings
 from wsolbench.plugins import plugins, registry
@@ -179,10 +179,8 @@ class _Run:
         self.settings = TrainingSettings.from_config(config)
         self.phases = _checked_phases(self.method, self.settings, config)
         self.criteria = _checked_criteria(self.method, config, self.spec.annotation)
-        for phase in self.phases:
-            if (phase.batch_size or config.batch_size) % processes.world_size:
-                raise WsolbenchError(f"phase {phase.name!r}: batch size {phase.batch_size or config.batch_size} is "
-                                     f"not divisible by the {processes.world_size} processes")
+        for phase in self.phases:  # before any compute
+            per_process_batch(phase.batch_size or config.batch_size, processes, f"phase {phase.name!r}: batch size")
         shard = {"rank": processes.rank, "world_size": processes.world_size, "device": processes.device}
         self.eval_loaders = {split: _eval_loader(self.splits[split], config.batch_size // processes.world_size,
                                                  seed, shard) for split in ("val", "test")}

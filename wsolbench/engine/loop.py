@@ -56,15 +56,21 @@ def _method_batch_sampler(method: Method, dataset, batch_size: int, generator: t
     return method.batch_sampler(dataset, batch_size, generator)
 
 
+def per_process_batch(batch_size: int, processes: Processes, where: str = "batch_size") -> int:
+    """Each process's share of a global batch; a size the processes cannot share evenly is an error."""
+    if batch_size % processes.world_size:
+        raise WsolbenchError(f"{where} {batch_size} is not divisible by the {processes.world_size} processes")
+    return batch_size // processes.world_size
+
+
 def phase_loader(method: Method, dataset, batch_size: int, processes: Processes, *, seed: int,
                  sampler_generator: torch.Generator, **loader_options):
     """The training loader of a phase with global batches of ``batch_size`` (each process takes its part):
     the method's batch sampler, or shuffled batches (``drop_last=False``, as the reference trains).
     Returns ``(loader, batch_sampler or None)``."""
-    if batch_size % processes.world_size:
-        raise WsolbenchError(f"batch_size {batch_size} is not divisible by the {processes.world_size} processes")
+    per_process = per_process_batch(batch_size, processes)
     sampler = _method_batch_sampler(method, dataset, batch_size, sampler_generator, seed)
-    loader = make_loader(dataset, batch_size // processes.world_size, device=processes.device, seed=seed,
+    loader = make_loader(dataset, per_process, device=processes.device, seed=seed,
                          shuffle=True, drop_last=False, batch_sampler=sampler, rank=processes.rank,
                          world_size=processes.world_size, **loader_options)
     return loader, sampler
