@@ -188,7 +188,7 @@ class RequiredHparam(Toy):
     (WrongLogits, r"predict: logits have shape \(4, 1\), expected \(4, 2\)"),
     (ForeignParameters, "param_groups holds parameters that are not the model's"),
     (NoBatches, "the training loader gives no batch"),
-    (BadName, r"name must match \[a-z\]\[a-z0-9_\]\*"),
+    (BadName, r"name must match \[a-z\]\[a-z0-9_-\]\*"),
     (RequiredHparam, "every field of Hparams needs a default"),
 ])
 def test_check_method_reports_a_broken_contract(method, message):

@@ -12,7 +12,7 @@ from wsolbench_minmaxcam.regularizers import (
     min_max,
     stage_two_mask,
 )
-from wsolbench_minmaxcam.sampler import ClassBalancedBatches
+from wsolbench import ClassBalancedBatches
 
 from wsolbench.errors import WsolbenchError
 from wsolbench.method import StepContext, TrainingSettings

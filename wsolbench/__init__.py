@@ -25,6 +25,8 @@ _EXPORTS = {
     "DatasetSpec": "wsolbench.data.spec",
     "hookimpl": "wsolbench.plugins",
     "WsolbenchError": "wsolbench.errors",
+    "ClassBalancedBatches": "wsolbench.data.samplers",
+    "run_model_weights": "wsolbench.engine.checkpoint",
 }
 __all__ = ["__version__", *_EXPORTS]
 

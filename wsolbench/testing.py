@@ -32,7 +32,7 @@ from wsolbench.errors import MethodContractError, WsolbenchError
 from wsolbench.method import Method, Phase, Prediction, StepContext, TrainingSettings
 
 #: what a method name must look like: it names runs, records, files and leaderboard rows
-METHOD_NAME = re.compile(r"[a-z][a-z0-9_]*")
+METHOD_NAME = re.compile(r"[a-z][a-z0-9_-]*")
 
 
 def tiny_dataset(tmp_path: str | os.PathLike, *, variant: str = "boxes", classes: int = 2, per_class: int = 2,

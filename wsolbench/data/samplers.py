@@ -1,6 +1,7 @@
-"""MinMaxCAM's class-balanced batches: N distinct classes x S images of each, class-major.
+"""Class-balanced batches: N distinct classes x S images of each, class-major (``wsolbench.ClassBalancedBatches``).
 
-As the official code draws them (../shared/research/methods.md §6): per batch, N classes uniformly without
+For methods whose losses compare images of one class with images of others (MinMaxCAM's CRR, in-batch
+triplets). As MinMaxCAM's official code draws them (../shared/research/methods.md §6): per batch, N classes uniformly without
 replacement, then S images of each class without replacement; ``floor(|train| / (S * N))`` batches an
 epoch. The draws come from the harness's checkpointed generator, inside ``__iter__``, so ``--resume``
 continues the sequence (the official code reseeds numpy with ``epoch * 1000 + iteration`` instead).
@@ -10,7 +11,7 @@ S at the smallest class, and an epoch has at least one batch.
 
 Under DistributedDataParallel the harness gives process r the items ``r::world_size`` of every global
 batch; the batch is laid out so that each process gets whole classes (N / world_size of them, class-major),
-so each process's CRR and FRR see S images of each of its classes. N must then be divisible by the world size.
+so each process's per-class terms see S images of each of its classes. N must then be divisible by the world size.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from wsolbench import WsolbenchError
+from wsolbench.errors import WsolbenchError
 
 
 class ClassBalancedBatches:
@@ -37,7 +38,7 @@ class ClassBalancedBatches:
         if world_size is None:
             world_size = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
         if self.classes % world_size:
-            raise WsolbenchError(f"minmaxcam: {self.classes} classes per batch cannot be shared whole by "
+            raise WsolbenchError(f"{self.classes} classes per batch cannot be shared whole by "
                                  f"{world_size} processes; set classes_per_batch to a multiple of {world_size}")
         self.world_size = world_size
         self.epoch = None
