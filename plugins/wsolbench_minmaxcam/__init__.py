@@ -2,7 +2,7 @@
 
 Re-derived from the paper and from what the official code (shadowwkl/MinMaxCAM, not copied) does
 (../shared/research/methods.md §6). The network is the plain CAM backbone; batches are N classes x S
-images (:mod:`wsolbench_minmaxcam.sampler`). Every mini-batch trains twice, with one optimizer:
+images (:class:`wsolbench.ClassBalancedBatches`). Every mini-batch trains twice, with one optimizer:
 
 - stage I: cross-entropy, every parameter, train mode, one optimizer step;
 - stage II, on the same (already augmented) batch: the backbone frozen (``requires_grad`` False) and the
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from wsolbench import Method, Phase, StepOutput, WsolbenchError, hookimpl
 from wsolbench.method import MAIN
 from wsolbench_minmaxcam.regularizers import common_region, full_region, stage_two_mask
-from wsolbench_minmaxcam.sampler import ClassBalancedBatches
+from wsolbench import ClassBalancedBatches
 
 FROZEN_PARAMS_STEPS = ("skip", "decay")
 
