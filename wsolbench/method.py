@@ -41,6 +41,8 @@ from wsolbench.optim import Optimization, protocol_schedule, protocol_sgd
 
 #: the name of the optimizer that :meth:`Method.optimizers` builds by default
 MAIN = "main"
+#: what :attr:`Method.training_split` may be
+WEAKLY_SUPERVISED, FULLY_SUPERVISED = "train-weaksup", "train-fullsup"
 
 
 @dataclass
@@ -132,9 +134,13 @@ class StepContext:
 
 @dataclass
 class Prediction:
-    """Class scores (B, C) and raw localization maps (B, h, w) of the ground-truth classes, any scale."""
+    """Class scores (B, C) and raw localization maps (B, h, w) of the ground-truth classes, any scale.
 
-    logits: Tensor
+    ``logits`` is None for a localiser without a classifier (the centre and few-shot baselines): the
+    classification scores (Top-1/Top-5 Cls) and the Loc accuracies that need a predicted class (Top-1/Top-5
+    Loc) are then absent from its scores; GT-known Loc, MaxBoxAcc, MaxBoxAccV2 and PxAP need none."""
+
+    logits: Tensor | None
     maps: Tensor
 
 
@@ -161,6 +167,15 @@ class Method:
     #: passed to DistributedDataParallel: True when some parameters get no gradient in some steps
     #: (frozen parts, a second update of part of the model)
     find_unused_parameters: ClassVar[bool] = False
+    #: the split the method learns from. ``"train-weaksup"``: image labels only, every WSOL method.
+    #: ``"train-fullsup"``: a fully supervised reference point (the few-shot baseline): the harness holds out
+    #: :attr:`holdout_per_class` images of each class of train-fullsup for checkpoint selection, trains on
+    #: ``num_val_sample_per_class`` of the others (0: all), whose batches come as evaluation gives them
+    #: (resized, normalised, not augmented, with ``boxes`` or ``mask``), and records that the run used
+    #: localization labels (``training_data`` in the record)
+    training_split: ClassVar[str] = WEAKLY_SUPERVISED
+    #: with ``training_split = "train-fullsup"``: images per class kept out of training to select on
+    holdout_per_class: int = 1
 
     def __init__(self, hparams: Any = None, *, backbone: str = "resnet18", num_classes: int, pretrained: bool = False,
                  weights_path: str | None = None, large_feature_map: bool = False, classifier_ratio: float = 10.0):

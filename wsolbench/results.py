@@ -16,6 +16,9 @@ Keys (:data:`RECORD_KEYS`)::
     phases         [{"name", "epochs", "optimizers", "batch_size", "selectable"}, ...] (records of runs)
     acceleration   {"amp" (training autocast dtype or "off"), "evaluation_precision", "channels_last",
                     "compile", "sync_batchnorm", "world_size", "device"} (records of runs)
+    training_data  {"split" (what the model learnt from), "localization_labels" (true: it trained on boxes
+                    or masks, a fully supervised reference point, never a WSOL result), "images",
+                    "selection", "selection_images"} (records of runs; absent in older ones: train-weaksup)
 
 :func:`build_record` is where a run's record is made; :func:`new_record` is its part that the
 configuration alone decides (``selected``, ``scores``, ``history`` and ``wall_time_s`` left empty).
@@ -169,11 +172,12 @@ def new_record(config: RunConfig, seed: int | None, argv: Sequence[str]) -> dict
 
 
 def build_record(config: RunConfig, seed: int | None, argv: Sequence[str], *, selected: dict, history: list[dict],
-                 phases: list[dict], scores: dict, acceleration: dict, wall_time_s: float) -> dict[str, Any]:
+                 phases: list[dict], scores: dict, acceleration: dict, training_data: dict,
+                 wall_time_s: float) -> dict[str, Any]:
     """The complete record of a finished run (checked by :func:`write_record`)."""
     record = new_record(config, seed, argv)
     record.update(selected=selected, scores=scores, history=history, wall_time_s=wall_time_s, phases=phases,
-                  acceleration=acceleration)
+                  acceleration=acceleration, training_data=training_data)
     return record
 
 

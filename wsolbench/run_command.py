@@ -74,18 +74,23 @@ def run(method, dataset, backbone, root, epochs, seed, device, out_dir, override
 
 def summary_table(record: dict) -> str:
     """The headline scores of a run record: train-fullsup (selected epoch) and test."""
+    def cell(scores: dict, key: str) -> str:  # a localiser without a classifier has no Top-1 scores
+        return f"{scores[key]:.2f}" if key in scores else "-"
+
     rows = []
     for split, scores in (("train-fullsup", record["scores"]["train_fullsup"]), ("test", record["scores"]["test"])):
         if "pxap" in scores:
-            rows.append((split, f"{scores['pxap']:.2f}", "", "", "", f"{scores['top1_cls']:.2f}"))
+            rows.append((split, cell(scores, "pxap"), "", "", "", cell(scores, "top1_cls")))
             continue
         per_iou = "/".join(f"{v:.1f}" for v in scores["maxboxacc_v2_per_iou"].values())
-        rows.append((split, f"{scores['maxboxacc_v2']:.2f}", per_iou, f"{scores['top1_loc']:.2f}",
-                     f"{scores['gt_known_loc']:.2f}", f"{scores['top1_cls']:.2f}"))
+        rows.append((split, cell(scores, "maxboxacc_v2"), per_iou, cell(scores, "top1_loc"),
+                     cell(scores, "gt_known_loc"), cell(scores, "top1_cls")))
     box = "pxap" not in record["scores"]["test"]
     headers = ("split", "MaxBoxAccV2" if box else "PxAP", "@30/50/70", "Top-1 Loc", "GT-known Loc", "Top-1 Cls")
     selected = record["selected"]
     return (f"{record['method']} on {record['dataset']} ({record['backbone']}), checkpoint of epoch "
             f"{selected['epoch']} ({selected['criterion']})"
-            + (", OFF-PROTOCOL" if record["off_protocol"] else "") + "\n"
+            + (", OFF-PROTOCOL" if record["off_protocol"] else "")
+            + (", USES LOCALIZATION LABELS" if record.get("training_data", {}).get("localization_labels") else "")
+            + "\n"
             + tabulate(rows, headers=headers, tablefmt="github"))

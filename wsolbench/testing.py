@@ -29,7 +29,7 @@ from torch import nn
 from wsolbench.data.datasets import collate, open_dataset, spec_from_layout
 from wsolbench.data.synthetic import FOLDERS, PARAMS_FILE, SynthParams, generate
 from wsolbench.errors import MethodContractError, WsolbenchError
-from wsolbench.method import Method, Phase, Prediction, StepContext, TrainingSettings
+from wsolbench.method import FULLY_SUPERVISED, Method, Phase, Prediction, StepContext, TrainingSettings
 
 #: what a method name must look like: it names runs, records, files and leaderboard rows
 METHOD_NAME = re.compile(r"[a-z][a-z0-9_-]*")
@@ -72,7 +72,9 @@ def _check_hparams(where: str, method_class: type[Method], hparams: dict[str, An
     return method_class.make_hparams(hparams or {})
 
 
-def _check_param_groups(where: str, model: nn.Module, groups) -> list[nn.Parameter]:
+def _check_param_groups(where: str, model: nn.Module, groups, trains: bool) -> list[nn.Parameter]:
+    if not trains and groups == []:  # a method without training (the centre baseline) optimizes nothing
+        return []
     if not isinstance(groups, list) or not groups or not all(isinstance(g, dict) and "params" in g for g in groups):
         raise AssertionError(f"{where}: param_groups must return a non-empty list of dicts with 'params'")
     own = {id(p) for p in model.parameters()}
@@ -101,14 +103,14 @@ def _check_prediction(where: str, prediction, batch_size: int, num_classes: int)
     if not isinstance(prediction, Prediction):
         raise AssertionError(f"{where}: predict must return a Prediction, got {type(prediction).__name__}")
     logits, maps = prediction.logits, prediction.maps
-    if tuple(logits.shape) != (batch_size, num_classes):
+    if logits is not None and tuple(logits.shape) != (batch_size, num_classes):
         raise AssertionError(f"{where}: logits have shape {tuple(logits.shape)}, "
-                             f"expected ({batch_size}, {num_classes})")
+                             f"expected ({batch_size}, {num_classes}) or None")
     if maps.dim() != 3 or maps.shape[0] != batch_size or min(maps.shape[1:]) < 2:
         raise AssertionError(f"{where}: maps have shape {tuple(maps.shape)}, "
                              f"expected ({batch_size}, h, w) with h, w > 1")
     for name, tensor in (("logits", logits), ("maps", maps)):
-        if not torch.isfinite(tensor).all():
+        if tensor is not None and not torch.isfinite(tensor).all():
             raise AssertionError(f"{where}: {name} are not all finite")
 
 
@@ -148,11 +150,12 @@ def check_method(method: str | type[Method], backbone: str = "resnet18", steps: 
     (:class:`wsolbench.engine.loop.TrainingLoop`): the method's name and ``Hparams`` are valid (every field
     has a default and survives ``make_hparams``); ``build_model`` gives a module, ``param_groups`` a list of
     groups of its parameters, ``optimizers`` named optimizers with schedules and ``phases`` a list of
-    phases; then every phase in order (each for one epoch of at most ``steps`` steps, batches of the whole
-    training split unless the method has its own ``batch_sampler``, drawn from a generator and told the
-    epoch) runs ``on_phase_start``, ``on_train_epoch_start``, ``training_step`` (automatic or the method's
+    phases (a method whose phases train no epoch may optimize nothing: no groups, no optimizers); then every
+    phase in order (each for one epoch of at most ``steps`` steps, batches of the whole training split, or
+    of the validation split's localization-labelled items for ``training_split = "train-fullsup"``, unless
+    the method has its own ``batch_sampler``, drawn from a generator and told the epoch) runs ``on_phase_start``, ``on_train_epoch_start``, ``training_step`` (automatic or the method's
     own updates) and ``on_train_epoch_end``, each step with a finite loss and finite gradients, not all
-    zero; then ``predict`` on a validation batch gives logits ``(B, classes)`` and finite maps
+    zero; then ``predict`` on a validation batch gives logits ``(B, classes)`` (or None) and finite maps
     ``(B, h, w)``, h, w > 1, every selection criterion one finite value per image, and ``state_dict`` survives
     ``torch.save`` and ``load_state_dict``. The global torch random state is left as it was.
     """
@@ -168,22 +171,26 @@ def check_method(method: str | type[Method], backbone: str = "resnet18", steps: 
         torch.manual_seed(seed)
         root = tiny_dataset(tmp, classes=classes, image_size=image_size, seed=seed)
         spec = spec_from_layout(root, FOLDERS["boxes"])
-        train_set = open_dataset(spec, root, "train", image_size=image_size)
+        if method_class.training_split == FULLY_SUPERVISED:  # trains on localization-labelled items
+            train_set = open_dataset(spec, root, "val", train=False, image_size=image_size)
+        else:
+            train_set = open_dataset(spec, root, "train", image_size=image_size)
         instance = method_class(resolved, backbone=backbone, num_classes=classes, pretrained=False)
         model = instance.build_model()
         if not isinstance(model, nn.Module):
             raise AssertionError(f"{where}: build_model must return an nn.Module, got {type(model).__name__}")
-        params = _check_param_groups(f"{where}: param_groups", model, instance.param_groups(model, lr))
         # the protocol's default length (wsolevaluation's 40 epochs), so that phases() can split it as it would
         settings = TrainingSettings(epochs=40, batch_size=len(train_set), lr=lr)
+        phases = instance.phases(settings)
+        if not isinstance(phases, list) or not phases or not all(isinstance(p, Phase) for p in phases):
+            raise AssertionError(f"{where}: phases must return a non-empty list of Phase")
+        params = _check_param_groups(f"{where}: param_groups", model, instance.param_groups(model, lr),
+                                     trains=any(phase.epochs for phase in phases))
         processes = Processes(0, 1, torch.device("cpu"))
         context = StepContext(epoch=0, step=0, device=processes.device, num_classes=classes,
                               generator=torch.Generator().manual_seed(seed))
         try:
             loop = TrainingLoop(instance, model, instance.optimizers(model, settings), processes, context=context)
-            phases = instance.phases(settings)
-            if not isinstance(phases, list) or not phases or not all(isinstance(p, Phase) for p in phases):
-                raise AssertionError(f"{where}: phases must return a non-empty list of Phase")
             instance.on_fit_start(model, context)
             sampler_generator = torch.Generator().manual_seed(seed)
             epoch = 0

@@ -11,7 +11,8 @@ metric is computed (224, wsolevaluation §2.5 and §2.7, whatever the input size
 :func:`collate` batches items (boxes stay a list: their count varies per image). :func:`open_dataset`
 opens a registered dataset, a :class:`DatasetSpec`, or any folder of a root in the layout by its name.
 :func:`sample_per_class` keeps a seeded random subset of each class (wsolevaluation's
-``--num_val_sample_per_class``, the paper's reduced train-fullsup).
+``--num_val_sample_per_class``, the paper's reduced train-fullsup); :func:`hold_out_per_class` splits
+one off (the held-out selection images of a method that trains on train-fullsup).
 """
 
 from __future__ import annotations
@@ -165,6 +166,32 @@ def sample_per_class(dataset: WsolDataset, per_class: int, seed: int) -> WsolDat
             chosen = np.random.default_rng([seed, label]).choice(len(indices), per_class, replace=False)
             kept += [indices[i] for i in chosen]
     return _with_image_ids(dataset, tuple(dataset.image_ids[i] for i in sorted(kept)))
+
+
+def hold_out_per_class(dataset: WsolDataset, per_class: int, seed: int) -> tuple[WsolDataset, WsolDataset]:
+    """``(rest, held_out)``: ``per_class`` images of each class drawn into ``held_out``, the others in ``rest``.
+
+    Class ``c``'s held-out images are ``numpy.random.default_rng([seed, c, 1]).choice(n_c, per_class,
+    replace=False)`` of its ``n_c`` images in split order (independent of :func:`sample_per_class`'s draw); a
+    class with at most ``per_class`` images is held out of nothing (all of them stay in ``rest``). Both parts
+    keep the split's order of ids. An empty held-out part is an error: nothing could be selected on.
+    """
+    if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < 1:
+        raise WsolbenchError(f"holdout_per_class must be a positive integer, got {per_class!r}")
+    by_class: dict[int, list[int]] = {}
+    for index in range(len(dataset)):
+        by_class.setdefault(dataset.label(index), []).append(index)
+    held_out = set()
+    for label, indices in by_class.items():
+        if len(indices) > per_class:
+            chosen = np.random.default_rng([seed, label, 1]).choice(len(indices), per_class, replace=False)
+            held_out.update(indices[i] for i in chosen)
+    if not held_out:
+        raise WsolbenchError(f"{dataset.metadata.folder}: no class has more than {per_class} image(s), so none "
+                             "can be held out of training to select on (lower holdout_per_class)")
+    ids = dataset.image_ids
+    return (_with_image_ids(dataset, tuple(ids[i] for i in range(len(ids)) if i not in held_out)),
+            _with_image_ids(dataset, tuple(ids[i] for i in sorted(held_out))))
 
 
 def _with_image_ids(dataset: WsolDataset, image_ids: tuple[str, ...]) -> WsolDataset:

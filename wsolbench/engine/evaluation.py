@@ -41,23 +41,27 @@ def evaluate_model(method: Method, model: nn.Module, loader, *, metadata_dir, an
         metric = metrics.get("box_accuracy")(cam_curve_interval=cam_curve_interval, iou_thresholds=iou_thresholds)
     metric.to(processes.device)  # states live where the process group can reduce them (NCCL: on the GPU)
     correct = torch.zeros(3, dtype=torch.float64)  # top-1, top-5, images
+    classified = True  # every batch had class scores (a localiser without a classifier gives none)
     criterion_sums = torch.zeros(len(criteria), dtype=torch.float64, device=processes.device)
     for batch in tqdm(loader, desc=description, leave=False, disable=None if processes.is_main else True):
         prediction = method.predict(model, batch["image"], batch["label"])
         maps = [F.normalize_scoremap(m) for m in prediction.maps.detach().float().cpu().numpy()]
-        logits = prediction.logits.detach().float().cpu().numpy()
+        logits = None if prediction.logits is None else prediction.logits.detach().float().cpu().numpy()
         labels = batch["label"].cpu().numpy()
         if annotation == "masks":
             metric.update(maps, batch["mask"].cpu().numpy())
         else:
             metric.update(maps, [b.cpu().numpy() for b in batch["boxes"]], labels, logits)
-        correct += torch.tensor([*F.topk_correct_counts(logits, labels), len(labels)], dtype=torch.float64)
+        counts = (0, 0) if logits is None else F.topk_correct_counts(logits, labels)
+        correct += torch.tensor([*counts, len(labels)], dtype=torch.float64)
+        classified = classified and logits is not None
         for k, (name, criterion) in enumerate(criteria.items()):
             criterion_sums[k] += _criterion_values(method, name, criterion, prediction, batch["image"]).sum()
     model.train(was_training)
     top1, top5, count = sum_across(correct, processes).tolist()
     evaluation = Evaluation(metadata_dir, cam_curve_interval, metric.compute(),
-                            top1_cls=top1 * 100.0 / count, top5_cls=top5 * 100.0 / count)
+                            top1_cls=top1 * 100.0 / count if classified else None,
+                            top5_cls=top5 * 100.0 / count if classified else None)
     scores = report_json(evaluation)
     if criteria:
         totals = sum_across(criterion_sums.cpu(), processes).tolist()

@@ -24,14 +24,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from wsolbench.data.datasets import open_dataset, resolve_spec, sample_per_class
+from wsolbench.data.datasets import hold_out_per_class, open_dataset, resolve_spec, sample_per_class
 from wsolbench.data.pipeline import make_loader
 from wsolbench.engine import checkpoint
 from wsolbench.engine.distributed import Processes, barrier, start, stop
 from wsolbench.engine.evaluation import evaluate_model, selection_score
 from wsolbench.engine.loop import TrainingLoop, per_process_batch, phase_loader
 from wsolbench.errors import MethodContractError, WsolbenchError
-from wsolbench.method import Method, Phase, StepContext, TrainingSettings
+from wsolbench.method import FULLY_SUPERVISED, WEAKLY_SUPERVISED, Method, Phase, StepContext, TrainingSettings
 from wsolbench.plugins import plugins, registry
 from wsolbench.protocol import SELECTION_METRICS, RunConfig
 from wsolbench.results import build_record, write_record
@@ -104,6 +104,9 @@ def _checked_phases(method: Method, settings: TrainingSettings, config: RunConfi
             raise MethodContractError(f"{where}: phase {phase.name!r} has {phase.epochs!r} epochs")
         if phase.batch_size is not None and (not isinstance(phase.batch_size, int) or phase.batch_size < 1):
             raise MethodContractError(f"{where}: phase {phase.name!r} has batch size {phase.batch_size!r}")
+        if phase.epochs and not phase.optimizers:
+            raise MethodContractError(f"{where}: phase {phase.name!r} trains {phase.epochs} epochs but steps no "
+                                      "optimizer")
     trained = [phase for phase in phases if phase.epochs]
     if config.eval_checkpoint == "last":
         if trained and not trained[-1].selectable:
@@ -167,15 +170,12 @@ class _Run:
         self.checkpoints = out_dir / "checkpoints"
         checkpoint.seed_everything(seed)
         self.spec = resolve_spec(config.dataset, root)
-        names = {"train": config.train_split, "val": config.val_split, "test": config.test_split}
-        self.splits = {role: open_dataset(self.spec, root, name, train=role == "train", image_size=config.image_size)
-                       for role, name in names.items()}
-        self.splits["val"] = sample_per_class(self.splits["val"], config.num_val_sample_per_class, seed)
         method_class = registry("method").get(config.method)
         self.method = method_class(
             method_class.make_hparams(config.hparams), backbone=config.backbone, num_classes=self.spec.num_classes,
             pretrained=config.pretrained, weights_path=weights_path, large_feature_map=config.large_feature_map,
             classifier_ratio=config.classifier_ratio)
+        self.splits = _splits(self.method, self.spec, root, config, seed)
         self.settings = TrainingSettings.from_config(config)
         self.phases = _checked_phases(self.method, self.settings, config)
         self.criteria = _checked_criteria(self.method, config, self.spec.annotation)
@@ -303,11 +303,38 @@ class _Run:
             acceleration={"amp": precision, "evaluation_precision": "float32", "channels_last": self.channels_last,
                           "compile": self.acceleration.compile, "sync_batchnorm": self.sync_batchnorm,
                           "world_size": self.processes.world_size, "device": str(self.processes.device)},
+            training_data=_training_data(self.method, self.config, self.splits),
             wall_time_s=time.perf_counter() - self.started)
         if self.processes.is_main:
             write_record(self.out_dir / "record.json", record)
             self.hooks.wsolbench_run_finish(run=self.info, record=record)
         return record
+
+
+def _splits(method: Method, spec, root, config: RunConfig, seed: int) -> dict:
+    """The datasets of the roles ``train``, ``val`` (selection) and ``test`` (see ``Method.training_split``)."""
+    def split(name: str, train: bool):
+        return open_dataset(spec, root, name, train=train, image_size=config.image_size)
+
+    test = split(config.test_split, False)
+    if method.training_split == WEAKLY_SUPERVISED:
+        return {"train": split(config.train_split, True),
+                "val": sample_per_class(split(config.val_split, False), config.num_val_sample_per_class, seed),
+                "test": test}
+    if method.training_split != FULLY_SUPERVISED:
+        raise MethodContractError(f"method {method.name!r}: training_split must be {WEAKLY_SUPERVISED!r} or "
+                                  f"{FULLY_SUPERVISED!r}, got {method.training_split!r}")
+    rest, held_out = hold_out_per_class(split(config.val_split, False), method.holdout_per_class, seed)
+    return {"train": sample_per_class(rest, config.num_val_sample_per_class, seed), "val": held_out, "test": test}
+
+
+def _training_data(method: Method, config: RunConfig, splits: dict) -> dict:
+    """The record's ``training_data``: what the run learnt from and what it selected on."""
+    fully = method.training_split == FULLY_SUPERVISED
+    return {"split": config.val_split if fully else config.train_split, "localization_labels": fully,
+            "images": len(splits["train"]),
+            "selection": f"{config.val_split}, {'held out of training' if fully else 'as the protocol samples it'}",
+            "selection_images": len(splits["val"])}
 
 
 def _eval_loader(dataset, batch_size: int, seed: int, shard: dict):

@@ -82,9 +82,8 @@ class TrainingLoop:
     def __init__(self, method: Method, model: nn.Module, optimizations: dict[str, Optimization],
                  processes: Processes, *, context: StepContext, autocast_dtype: torch.dtype | None = None,
                  channels_last: bool = False, compile: bool = False):
-        if not isinstance(optimizations, dict) or not optimizations or not all(
-                isinstance(o, Optimization) for o in optimizations.values()):
-            raise MethodContractError(f"method {method.name!r}: optimizers() must return a non-empty dict of "
+        if not isinstance(optimizations, dict) or not all(isinstance(o, Optimization) for o in optimizations.values()):
+            raise MethodContractError(f"method {method.name!r}: optimizers() must return a dict of "
                                       f"name -> wsolbench.optim.Optimization, got {optimizations!r:.80}")
         self.method, self.model, self.optimizations, self.processes = method, model, optimizations, processes
         self.autocast_dtype, self.channels_last, self.compile = autocast_dtype, channels_last, compile
