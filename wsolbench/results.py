@@ -19,6 +19,8 @@ Keys (:data:`RECORD_KEYS`)::
     training_data  {"split" (what the model learnt from), "localization_labels" (true: it trained on boxes
                     or masks, a fully supervised reference point, never a WSOL result), "images",
                     "selection", "selection_images"} (records of runs; absent in older ones: train-weaksup)
+    scoremaps      {"folder", "class_scores"}: where the test maps and class scores were kept, relative to
+                    the run folder (only with ``--save-scoremaps``; class_scores null without class scores)
 
 :func:`build_record` is where a run's record is made; :func:`new_record` is its part that the
 configuration alone decides (``selected``, ``scores``, ``history`` and ``wall_time_s`` left empty).
@@ -33,6 +35,7 @@ import platform
 import shlex
 import subprocess
 import uuid
+from datetime import datetime, timezone
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -129,8 +132,9 @@ def reproduce_command(argv: Sequence[str]) -> str:
 
 
 def provenance(argv: Sequence[str]) -> dict[str, Any]:
-    """Where a run came from: versions, plugin distributions, git state of the current folder, device and
-    the command that reproduces it (``argv`` is ``sys.argv``). Holds no host name."""
+    """Where a run came from: versions, plugin distributions, git state of the current folder, device, the
+    command that reproduces it (``argv`` is ``sys.argv``) and the UTC date-time the record was made. Holds no
+    host name."""
     import torch
     import torchvision
 
@@ -144,6 +148,7 @@ def provenance(argv: Sequence[str]) -> dict[str, Any]:
         "git": git_sha(),
         "device": device_description(),
         "command": reproduce_command(argv),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
 
@@ -173,11 +178,13 @@ def new_record(config: RunConfig, seed: int | None, argv: Sequence[str]) -> dict
 
 def build_record(config: RunConfig, seed: int | None, argv: Sequence[str], *, selected: dict, history: list[dict],
                  phases: list[dict], scores: dict, acceleration: dict, training_data: dict,
-                 wall_time_s: float) -> dict[str, Any]:
+                 wall_time_s: float, scoremaps: dict | None = None) -> dict[str, Any]:
     """The complete record of a finished run (checked by :func:`write_record`)."""
     record = new_record(config, seed, argv)
     record.update(selected=selected, scores=scores, history=history, wall_time_s=wall_time_s, phases=phases,
                   acceleration=acceleration, training_data=training_data)
+    if scoremaps is not None:
+        record["scoremaps"] = scoremaps
     return record
 
 

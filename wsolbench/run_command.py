@@ -43,10 +43,13 @@ def _overrides(ctx, param, values):
               help="Mixed precision (auto: on CUDA).")
 @click.option("--channels-last", default="auto", show_default=True, type=click.Choice(["auto", "on", "off"]))
 @click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model.")
+@click.option("--save-scoremaps", is_flag=True,
+              help="Keep the test maps (<out>/scoremaps/<image_id>.npy, wsolevaluation's layout) and class scores "
+                   "(<out>/class_scores.npz) for wsolbench evaluate and wsolbench report.")
 @click.option("--log", "loggers", multiple=True, type=click.Choice(["tensorboard"]),
               help="Also log to TensorBoard (<out>/tensorboard; needs wsolbench[tensorboard]).")
 def run(method, dataset, backbone, root, epochs, seed, device, out_dir, overrides, resume, weights_path,
-        no_pretrained, amp, channels_last, use_compile, loggers):
+        no_pretrained, amp, channels_last, use_compile, save_scoremaps, loggers):
     """Train METHOD on DATASET (train-weaksup), select on train-fullsup, test once; write the run record.
 
     Launch with torchrun for several processes (DDP): torchrun --nproc-per-node 2 -m wsolbench run ...
@@ -66,7 +69,7 @@ def run(method, dataset, backbone, root, epochs, seed, device, out_dir, override
     out_dir = out_dir or DEFAULT_RUNS_DIR / f"{config.dataset}-{config.method}-{config.backbone}-seed{seed}"
     record = fit_run(config, out_dir=out_dir, root=root, device=device, seed=seed, resume=resume,
                      weights_path=weights_path, acceleration=Acceleration(amp, channels_last, use_compile),
-                     argv=["wsolbench", *sys.argv[1:]], loggers=loggers)
+                     argv=["wsolbench", *sys.argv[1:]], loggers=loggers, save_scoremaps=save_scoremaps)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
         click.echo(summary_table(record))
         click.echo(f"record: {out_dir / 'record.json'}")

@@ -12,7 +12,12 @@ statistics across processes. The scores are the dictionary ``wsolbench evaluate 
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
@@ -23,14 +28,55 @@ from wsolbench.method import Method
 from wsolbench.metrics import functional as F
 from wsolbench.plugins import registry
 from wsolbench.protocol import SELECTION_METRICS
+from wsolbench.scoremaps import scoremap_path
+
+
+class ScoremapWriter:
+    """Keeps what an evaluation scored, in wsolevaluation's layout, for ``wsolbench evaluate`` and ``report``.
+
+    Each image's normalised 224x224 map (float64, so that re-scoring is exact) goes to
+    ``<folder>/<image_id>.npy`` as it is scored (written to a temporary name, then renamed); :meth:`finish`
+    writes the class scores of the whole split (gathered from every process) to ``class_scores_path``
+    (``image_ids``, ``scores``: the ``--logits`` format of ``wsolbench evaluate``), or none when the method
+    gives no class scores.
+    """
+
+    def __init__(self, folder: Path, class_scores_path: Path, processes: Processes):
+        self.folder, self.class_scores_path, self.processes = Path(folder), Path(class_scores_path), processes
+        self.ids: list[str] = []
+        self.scores: list[np.ndarray] = []
+
+    def add(self, image_ids, maps, logits) -> None:
+        for image_id, scoremap in zip(image_ids, maps):
+            path = scoremap_path(self.folder, image_id)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
+            np.save(tmp, np.asarray(scoremap, dtype=np.float64))
+            os.replace(tmp, path)
+        if logits is not None:
+            self.ids += list(image_ids)
+            self.scores += list(logits)
+
+    def finish(self) -> None:
+        ids, scores = self.ids, self.scores
+        if self.processes.distributed:
+            gathered = [None] * self.processes.world_size
+            dist.all_gather_object(gathered, (ids, scores))
+            ids = [i for part, _ in gathered for i in part]
+            scores = [s for _, part in gathered for s in part]
+        if self.processes.is_main and ids:
+            tmp = self.class_scores_path.with_name(f".{self.class_scores_path.name}.tmp.npz")
+            np.savez(tmp, image_ids=np.array(ids), scores=np.stack(scores))
+            os.replace(tmp, self.class_scores_path)
 
 
 @torch.no_grad()
 def evaluate_model(method: Method, model: nn.Module, loader, *, metadata_dir, annotation: str,
                    cam_curve_interval: float, iou_thresholds, processes: Processes, criteria=None,
-                   description: str = "evaluating") -> dict:
+                   description: str = "evaluating", writer: ScoremapWriter | None = None) -> dict:
     """Scores of ``model`` (the unwrapped module) on the images of ``loader`` (this process's shard; the
-    results are global). ``criteria`` maps names to ``criterion(prediction, images) -> (B,)``."""
+    results are global). ``criteria`` maps names to ``criterion(prediction, images) -> (B,)``; ``writer``,
+    when given, keeps every normalised map and the class scores."""
     criteria = dict(criteria or {})
     was_training = model.training
     model.eval()
@@ -52,12 +98,16 @@ def evaluate_model(method: Method, model: nn.Module, loader, *, metadata_dir, an
             metric.update(maps, batch["mask"].cpu().numpy())
         else:
             metric.update(maps, [b.cpu().numpy() for b in batch["boxes"]], labels, logits)
+        if writer is not None:
+            writer.add(batch["image_id"], maps, logits)
         counts = (0, 0) if logits is None else F.topk_correct_counts(logits, labels)
         correct += torch.tensor([*counts, len(labels)], dtype=torch.float64)
         classified = classified and logits is not None
         for k, (name, criterion) in enumerate(criteria.items()):
             criterion_sums[k] += _criterion_values(method, name, criterion, prediction, batch["image"]).sum()
     model.train(was_training)
+    if writer is not None:
+        writer.finish()
     top1, top5, count = sum_across(correct, processes).tolist()
     evaluation = Evaluation(metadata_dir, cam_curve_interval, metric.compute(),
                             top1_cls=top1 * 100.0 / count if classified else None,

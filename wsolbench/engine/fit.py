@@ -28,7 +28,7 @@ from wsolbench.data.datasets import hold_out_per_class, open_dataset, resolve_sp
 from wsolbench.data.pipeline import make_loader
 from wsolbench.engine import checkpoint
 from wsolbench.engine.distributed import Processes, barrier, start, stop
-from wsolbench.engine.evaluation import evaluate_model, selection_score
+from wsolbench.engine.evaluation import ScoremapWriter, evaluate_model, selection_score
 from wsolbench.engine.loop import TrainingLoop, per_process_batch, phase_loader
 from wsolbench.errors import MethodContractError, WsolbenchError
 from wsolbench.method import FULLY_SUPERVISED, WEAKLY_SUPERVISED, Method, Phase, StepContext, TrainingSettings
@@ -36,6 +36,8 @@ from wsolbench.plugins import plugins, registry
 from wsolbench.protocol import SELECTION_METRICS, RunConfig
 from wsolbench.results import build_record, write_record
 
+#: where ``save_scoremaps`` keeps the test split's maps and class scores, relative to the run folder
+SCOREMAPS, CLASS_SCORES = "scoremaps", "class_scores.npz"
 #: seed offsets of the generators a run owns besides the loaders' (the method's one also adds the rank)
 _METHOD_SEED, _SAMPLER_SEED, _PHASE_SEED = 1_000_003, 2_000_003, 7_919
 
@@ -145,16 +147,20 @@ def _sync_batchnorm(model: nn.Module, processes: Processes) -> tuple[nn.Module, 
 
 def run(config: RunConfig, *, out_dir: str | Path, root: str | Path | None = None, device: str = "auto",
         seed: int = 0, resume: bool = False, weights_path: str | None = None,
-        acceleration: Acceleration = Acceleration(), argv: list[str] | None = None, loggers=()) -> dict:
+        acceleration: Acceleration = Acceleration(), argv: list[str] | None = None, loggers=(),
+        save_scoremaps: bool = False) -> dict:
     """Train, select and test as :mod:`this module <wsolbench.engine.fit>` describes; return the run record.
 
     The record is written atomically to ``<out_dir>/record.json`` (by rank 0) only once the test split was
     evaluated; checkpoints go to ``<out_dir>/checkpoints/``. ``resume`` continues from ``last.pt``.
+    ``save_scoremaps`` keeps the test split's normalised maps as ``<out_dir>/scoremaps/<image_id>.npy`` and
+    its class scores as ``<out_dir>/class_scores.npz`` (:class:`~wsolbench.engine.evaluation.ScoremapWriter`),
+    which ``wsolbench evaluate`` re-scores and ``wsolbench report`` draws without the model.
     """
     processes = start(device)
     try:
         return _Run(config, Path(out_dir), root, processes, seed, weights_path, acceleration, argv or sys.argv,
-                    tuple(loggers)).execute(resume)
+                    tuple(loggers), save_scoremaps).execute(resume)
     finally:
         stop(processes)
 
@@ -163,8 +169,9 @@ class _Run:
     """One run's objects: datasets, method, model, training loop, selection; :meth:`execute` runs it."""
 
     def __init__(self, config: RunConfig, out_dir: Path, root, processes: Processes, seed: int, weights_path,
-                 acceleration: Acceleration, argv, loggers):
+                 acceleration: Acceleration, argv, loggers, save_scoremaps: bool = False):
         self.started = time.perf_counter()
+        self.save_scoremaps = save_scoremaps
         self.config, self.out_dir, self.root, self.processes, self.seed = config, out_dir, root, processes, seed
         self.argv, self.acceleration = argv, acceleration
         self.checkpoints = out_dir / "checkpoints"
@@ -260,12 +267,12 @@ class _Run:
                         "best": self.selection.best, "random": checkpoint.random_states(generators)})
                 barrier(self.processes)
 
-    def _evaluate(self, split: str, description: str) -> dict:
+    def _evaluate(self, split: str, description: str, writer: ScoremapWriter | None = None) -> dict:
         return evaluate_model(self.method, self.model, self.eval_loaders[split],
                               metadata_dir=self.splits[split].metadata.folder, annotation=self.spec.annotation,
                               cam_curve_interval=self.config.cam_curve_interval,
                               iou_thresholds=self.config.iou_thresholds, processes=self.processes,
-                              criteria=self.criteria, description=description)
+                              criteria=self.criteria, description=description, writer=writer)
 
     def _evaluate_epoch(self, epoch: int, phase: Phase, *, loss, logs: dict) -> None:
         scores = self._evaluate("val", f"epoch {epoch} train-fullsup")
@@ -291,7 +298,9 @@ class _Run:
         selected_scores = next(h for h in self.selection.history if h["epoch"] == selected["epoch"])
         if self.processes.is_main:
             self.hooks.wsolbench_checkpoint_selected(run=self.info, epoch=selected["epoch"], scores=selected_scores)
-        test_scores = self._evaluate("test", "test")
+        writer = ScoremapWriter(self.out_dir / SCOREMAPS, self.out_dir / CLASS_SCORES, self.processes) \
+            if self.save_scoremaps else None
+        test_scores = self._evaluate("test", "test", writer)
         precision = str(self.autocast_dtype).replace("torch.", "") if self.autocast_dtype else "off"
         record = build_record(
             self.config, self.seed, self.argv, selected=selected, history=self.selection.history,
@@ -304,6 +313,8 @@ class _Run:
                           "compile": self.acceleration.compile, "sync_batchnorm": self.sync_batchnorm,
                           "world_size": self.processes.world_size, "device": str(self.processes.device)},
             training_data=_training_data(self.method, self.config, self.splits),
+            scoremaps=None if writer is None else {
+                "folder": SCOREMAPS, "class_scores": CLASS_SCORES if writer.ids else None},
             wall_time_s=time.perf_counter() - self.started)
         if self.processes.is_main:
             write_record(self.out_dir / "record.json", record)
