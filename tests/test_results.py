@@ -177,7 +177,7 @@ def corrupt(record, change):
 
 
 @pytest.mark.parametrize("content, message", [
-    ("{", "is not valid JSON: Expecting property name"),
+    ("{", "is not valid JSON: unexpected end of data: line 1 column 2"),
     ("[]", "is not a JSON object"),
     (lambda r: r.pop("scores") and r.pop("seed"), "lacks seed, scores"),
     (lambda r: r.update(version=RECORD_VERSION + 1), f"has version {RECORD_VERSION + 1}; this wsolbench reads"),

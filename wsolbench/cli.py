@@ -14,6 +14,7 @@ from wsolbench import __version__
 from wsolbench.data.commands import data
 from wsolbench.errors import WsolbenchError
 from wsolbench.evaluate_command import evaluate
+from wsolbench.leaderboard_command import leaderboard
 from wsolbench.plugin_commands import COMMANDS as PLUGIN_COMMANDS
 from wsolbench.run_command import run
 
@@ -33,7 +34,7 @@ def cli():
     """Benchmark harness for weakly supervised object localization (WSOL)."""
 
 
-for _command in (evaluate, run, data, *PLUGIN_COMMANDS):
+for _command in (evaluate, run, data, leaderboard, *PLUGIN_COMMANDS):
     cli.add_command(_command)
 
 
