@@ -16,6 +16,7 @@ from wsolbench.errors import WsolbenchError
 from wsolbench.evaluate_command import evaluate
 from wsolbench.leaderboard_command import leaderboard
 from wsolbench.plugin_commands import COMMANDS as PLUGIN_COMMANDS
+from wsolbench.report_command import report
 from wsolbench.run_command import run
 
 
@@ -34,7 +35,7 @@ def cli():
     """Benchmark harness for weakly supervised object localization (WSOL)."""
 
 
-for _command in (evaluate, run, data, leaderboard, *PLUGIN_COMMANDS):
+for _command in (evaluate, run, data, leaderboard, report, *PLUGIN_COMMANDS):
     cli.add_command(_command)
 
 

@@ -170,3 +170,17 @@ def select_rows(reproduced: list[Row], published: list[Row], *, dataset: str | N
         return (row.dataset, value is None, -(value.mean if value else 0.0), row.kind != "reproduced", row.method)
 
     return sorted(rows, key=order)
+
+
+#: the published rows a single run is shown beside besides its own method's: the baseline and the reference points
+CONTEXT_METHODS = ("cam", "center", "fsl")
+
+
+def context_rows(record: dict) -> list[Row]:
+    """A run's row beside the published rows of its dataset and backbone for its method, CAM and the centre
+    and few-shot reference points (what ``wsolbench report`` shows), best first by MaxBoxAccV2 (PxAP)."""
+    methods = {record["method"], *CONTEXT_METHODS}
+    published = [row for row in published_rows() if row.method in methods and row.dataset == record["dataset"]
+                 and row.backbone == record["backbone"]]
+    metric = "pxap" if "pxap" in record["scores"]["test"] else "maxboxacc_v2"
+    return select_rows(reproduced_rows([record]), published, metric=metric, show_all=True)
