@@ -28,6 +28,7 @@ run record.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -41,6 +42,8 @@ from wsolbench.optim import Optimization, protocol_schedule, protocol_sgd
 
 #: the name of the optimizer that :meth:`Method.optimizers` builds by default
 MAIN = "main"
+#: what a method name (and an extra map's) must look like: it names runs, records, files and leaderboard rows
+METHOD_NAME = re.compile(r"[a-z][a-z0-9_-]*")
 #: what :attr:`Method.training_split` may be
 WEAKLY_SUPERVISED, FULLY_SUPERVISED = "train-weaksup", "train-fullsup"
 
@@ -280,6 +283,13 @@ class Method:
         backbone = _backbone_of(model)
         feature_map = backbone.features(images)
         return Prediction(backbone.logits(feature_map), backbone.cam(feature_map, labels))
+
+    def extra_maps(self, model: nn.Module, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
+        """Named maps besides the localization map, for a report to draw (align's norm and similarity maps):
+        ``{name: (B, h, w) raw maps}``, names as method names (``[a-z][a-z0-9_-]*``). Called like
+        :meth:`predict`, only on the test split of a run that keeps its score maps (``--save-scoremaps``),
+        which saves each as its own folder of maps, normalised as the localization map is. Default: none."""
+        return {}
 
     def selection_criteria(self) -> dict[str, Callable[[Prediction, Tensor], Tensor]]:
         """Label-free checkpoint-selection criteria, by name (none by default).

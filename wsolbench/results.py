@@ -19,8 +19,9 @@ Keys (:data:`RECORD_KEYS`)::
     training_data  {"split" (what the model learnt from), "localization_labels" (true: it trained on boxes
                     or masks, a fully supervised reference point, never a WSOL result), "images",
                     "selection", "selection_images"} (records of runs; absent in older ones: train-weaksup)
-    scoremaps      {"folder", "class_scores"}: where the test maps and class scores were kept, relative to
-                    the run folder (only with ``--save-scoremaps``; class_scores null without class scores)
+    scoremaps      {"folder", "class_scores", "extra"}: where the test maps, class scores and the method's
+                    extra maps ({name: folder}) were kept, relative to the run folder (only with
+                    ``--save-scoremaps``; class_scores null without class scores)
 
 :func:`build_record` is where a run's record is made; :func:`new_record` is its part that the
 configuration alone decides (``selected``, ``scores``, ``history`` and ``wall_time_s`` left empty).

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,10 +28,10 @@ from torch import nn
 from wsolbench.data.datasets import collate, open_dataset, spec_from_layout
 from wsolbench.data.synthetic import FOLDERS, PARAMS_FILE, SynthParams, generate
 from wsolbench.errors import MethodContractError, WsolbenchError
-from wsolbench.method import FULLY_SUPERVISED, Method, Phase, Prediction, StepContext, TrainingSettings
+# METHOD_NAME is re-exported: wsolbench.testing.METHOD_NAME was its documented home
+from wsolbench.method import (FULLY_SUPERVISED, METHOD_NAME, Method, Phase, Prediction, StepContext,  # noqa: F401
+                              TrainingSettings)
 
-#: what a method name must look like: it names runs, records, files and leaderboard rows
-METHOD_NAME = re.compile(r"[a-z][a-z0-9_-]*")
 
 
 def tiny_dataset(tmp_path: str | os.PathLike, *, variant: str = "boxes", classes: int = 2, per_class: int = 2,

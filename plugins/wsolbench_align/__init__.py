@@ -131,6 +131,11 @@ class Align(Method):
     def predict(self, model: AlignNet, images: Tensor, labels: Tensor) -> Prediction:
         return predict_map(model.backbone, images, labels, self.hparams.map)
 
+    def extra_maps(self, model: AlignNet, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
+        """The two maps of ``cam``, ``norm`` (𝓕) and ``sim`` (𝓢 of the GT class) that ``map`` does not score."""
+        return {kind: predict_map(model.backbone, images, labels, kind).maps for kind in MAPS
+                if kind != self.hparams.map}
+
 
 def predict_map(backbone, images: Tensor, labels: Tensor, kind: str) -> Prediction:
     """Logits and one of the three maps of ``backbone`` (any CamBackbone): ``cam``, ``norm`` (𝓕) or ``sim``

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from wsolbench.engine.distributed import Processes, sum_across
 from wsolbench.errors import MethodContractError, WsolbenchError
 from wsolbench.metrics.scores import Evaluation, report_json
-from wsolbench.method import Method
+from wsolbench.method import METHOD_NAME, Method
 from wsolbench.metrics import functional as F
 from wsolbench.plugins import registry
 from wsolbench.protocol import SELECTION_METRICS
@@ -45,17 +45,27 @@ class ScoremapWriter:
         self.folder, self.class_scores_path, self.processes = Path(folder), Path(class_scores_path), processes
         self.ids: list[str] = []
         self.scores: list[np.ndarray] = []
+        #: extra map name -> its folder, ``<folder>-<name>`` (:meth:`wsolbench.method.Method.extra_maps`)
+        self.extra_folders: dict[str, Path] = {}
 
-    def add(self, image_ids, maps, logits) -> None:
+    def add(self, image_ids, maps, logits, extra: dict | None = None) -> None:
+        """Keep a batch: its normalised maps, class scores (or None) and ``{name: normalised maps}``."""
+        self._save(self.folder, image_ids, maps)
+        for name, extra_maps in (extra or {}).items():
+            folder = self.extra_folders.setdefault(name, self.folder.with_name(f"{self.folder.name}-{name}"))
+            self._save(folder, image_ids, extra_maps)
+        if logits is not None:
+            self.ids += list(image_ids)
+            self.scores += list(logits)
+
+    @staticmethod
+    def _save(folder: Path, image_ids, maps) -> None:
         for image_id, scoremap in zip(image_ids, maps):
-            path = scoremap_path(self.folder, image_id)
+            path = scoremap_path(folder, image_id)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
             np.save(tmp, np.asarray(scoremap, dtype=np.float64))
             os.replace(tmp, path)
-        if logits is not None:
-            self.ids += list(image_ids)
-            self.scores += list(logits)
 
     def finish(self) -> None:
         ids, scores = self.ids, self.scores
@@ -99,7 +109,7 @@ def evaluate_model(method: Method, model: nn.Module, loader, *, metadata_dir, an
         else:
             metric.update(maps, [b.cpu().numpy() for b in batch["boxes"]], labels, logits)
         if writer is not None:
-            writer.add(batch["image_id"], maps, logits)
+            writer.add(batch["image_id"], maps, logits, _extra_maps(method, model, batch))
         counts = (0, 0) if logits is None else F.topk_correct_counts(logits, labels)
         correct += torch.tensor([*counts, len(labels)], dtype=torch.float64)
         classified = classified and logits is not None
@@ -117,6 +127,23 @@ def evaluate_model(method: Method, model: nn.Module, loader, *, metadata_dir, an
         totals = sum_across(criterion_sums.cpu(), processes).tolist()
         scores["criteria"] = {name: total / count for name, total in zip(criteria, totals)}
     return scores
+
+
+def _extra_maps(method: Method, model: nn.Module, batch: dict) -> dict[str, list]:
+    """The method's extra maps of a batch, checked and normalised as the localization map is."""
+    extra = method.extra_maps(model, batch["image"], batch["label"])
+    if not isinstance(extra, dict):
+        raise MethodContractError(f"method {method.name!r}: extra_maps() must return a dict of name -> maps")
+    checked = {}
+    for name, maps in extra.items():
+        if not isinstance(name, str) or not METHOD_NAME.fullmatch(name):
+            raise MethodContractError(f"method {method.name!r}: extra map name {name!r} must match "
+                                      f"{METHOD_NAME.pattern}")
+        if not isinstance(maps, torch.Tensor) or maps.dim() != 3 or len(maps) != len(batch["label"]):
+            raise MethodContractError(f"method {method.name!r}: extra map {name!r} must be a (B, h, w) tensor, "
+                                      f"got {getattr(maps, 'shape', maps)!r}")
+        checked[name] = [F.normalize_scoremap(m) for m in maps.detach().float().cpu().numpy()]
+    return checked
 
 
 def _criterion_values(method, name, criterion, prediction, images) -> torch.Tensor:

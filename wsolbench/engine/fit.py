@@ -314,7 +314,8 @@ class _Run:
                           "world_size": self.processes.world_size, "device": str(self.processes.device)},
             training_data=_training_data(self.method, self.config, self.splits),
             scoremaps=None if writer is None else {
-                "folder": SCOREMAPS, "class_scores": CLASS_SCORES if writer.ids else None},
+                "folder": SCOREMAPS, "class_scores": CLASS_SCORES if writer.ids else None,
+                "extra": {name: folder.name for name, folder in writer.extra_folders.items()}},
             wall_time_s=time.perf_counter() - self.started)
         if self.processes.is_main:
             write_record(self.out_dir / "record.json", record)

@@ -16,6 +16,7 @@ file and nothing is written; then it writes each file to a temporary name and re
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ class ReportInputs:
     iou_thresholds: tuple[int, ...] = (30, 50, 70)
     record: dict | None = None
     run_dir: Path | None = None
+    #: the method's extra maps a run kept (``scoremaps.extra``: name -> folder), drawn beside the main map
+    extra_maps: tuple[tuple[str, Path], ...] = ()
 
 
 def _existing_dir(path: Path, what: str) -> Path:
@@ -118,7 +121,8 @@ def inputs_from_run(run_dir: str | os.PathLike, *, out: str | os.PathLike | None
         mask_root=Path(mask_root) if mask_root is not None else image_dir, class_scores=class_scores,
         cam_curve_interval=float(config.get("cam_curve_interval", 0.001)),
         iou_thresholds=tuple(int(d) for d in config.get("iou_thresholds", (30, 50, 70))),
-        record=record, run_dir=run_dir)
+        record=record, run_dir=run_dir,
+        extra_maps=tuple((name, run_dir / folder) for name, folder in (kept.get("extra") or {}).items()))
 
 
 def inputs_from_scoremaps(scoremaps: str | os.PathLike, metadata: str | os.PathLike, images: str | os.PathLike, *,
@@ -154,6 +158,8 @@ def load_display_image(path: Path, image_id: str) -> np.ndarray:
 def _check_inputs(inputs: ReportInputs) -> SplitMetadata:
     metadata = read_split(_existing_dir(inputs.metadata_dir, "metadata folder"))
     _existing_dir(inputs.scoremap_dir, "score-map folder")
+    for name, folder in inputs.extra_maps:
+        _existing_dir(folder, f"folder of the extra map {name!r}")
     _existing_dir(inputs.image_dir, "image folder")
     if metadata.annotation == "masks":
         _existing_dir(inputs.mask_root, "mask folder")
@@ -303,6 +309,22 @@ def make_report(inputs: ReportInputs, *, images_per_figure: int = 12, workers: i
             f"\u03c4 (step {inputs.cam_curve_interval:g}), every contour's box counted: the terms of MaxBoxAccV2 "
             f"= {scores['maxboxacc_v2']:.2f}%. Each curve's first maximum is marked: {best}.",
             "Accuracy against CAM threshold for each IoU threshold"))
+
+    for extra_name, folder in inputs.extra_maps:
+        extra_inputs = dataclasses.replace(inputs, scoremap_dir=folder, class_scores=None, extra_maps=())
+        extra_scores = report_json(evaluate_split(
+            inputs.metadata_dir, folder, mask_root=inputs.mask_root, cam_curve_interval=inputs.cam_curve_interval,
+            iou_thresholds=inputs.iou_thresholds, workers=workers, progress=progress), curves=True)
+        extra_tiles, extra_threshold = example_tiles(metadata, extra_inputs, images, extra_scores)
+        metric = (f"PxAP {extra_scores['pxap']:.2f}%" if masks else
+                  f"MaxBoxAccV2 {extra_scores['maxboxacc_v2']:.2f}%, boxes at \u03c4 = {extra_threshold:.10g}, its best "
+                  "threshold at IoU 50")
+        figures.append(ReportFigure(
+            f"examples-{extra_name}.png",
+            examples_figure(extra_tiles, f"{name}: the method's {extra_name} map"),
+            f"The same images with the method's extra map {extra_name!r} (Method.extra_maps) instead of its "
+            f"localization map, normalised the same way; on the whole test split: {metric}.",
+            f"Grid of {len(extra_tiles)} test images with the {extra_name} map", tuple(shown)))
 
     page_title, facts = _names(inputs)
     facts.append(("Test images", f"{scores['num_images']} (threshold step {inputs.cam_curve_interval:g})"))
