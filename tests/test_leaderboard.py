@@ -4,6 +4,7 @@ published rows and their marks, bad records skipped with one warning, escaping, 
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -155,3 +156,35 @@ def test_the_leaderboard_does_not_import_torch(runs):
             "assert r.exit_code == 0, r.output; print('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "False"
+
+
+@pytest.fixture
+def two_seeds(tmp_path):
+    # mean (50 + 52) / 2 = 51, sample std sqrt(2) = 1.4 for every metric
+    _write(tmp_path, "a", _record("my_cam", 0, 50.0, (90.0, 50.0, 10.0), 40.0, 45.0, 90.0))
+    _write(tmp_path, "b", _record("my_cam", 1, 52.0, (92.0, 52.0, 12.0), 42.0, 47.0, 92.0))
+    return tmp_path
+
+
+def test_latex_table_by_hand(two_seeds):
+    assert render(_rows(two_seeds), "latex").splitlines() == [
+        r"\begin{tabular}{llllllllllll}",
+        r"\hline",
+        r" \#   & method   & backbone   & dataset   & runs   & MaxBoxAccV2    & @30/50/70      & Top-1 Loc      "
+        r"& GT-known Loc   & Top-1 Cls      & tier     & notes                               \\",
+        r"\hline",
+        r" 1    & my\_cam  & resnet18   & synthetic & 2      & 51.0 $\pm$ 1.4 & 91.0/51.0/11.0 & 41.0 $\pm$ 1.4 "
+        r"& 46.0 $\pm$ 1.4 & 91.0 $\pm$ 1.4 & protocol & untuned; seeds 0,1; wsolbench 0.1.0 \\",
+        r"\hline",
+        r"\end{tabular}",
+    ]
+
+
+def test_html_table_by_hand(two_seeds):
+    from wsolbench.leaderboard.formats import html_fragment
+
+    cells = re.findall(r"<td>(.*?)</td>", str(html_fragment(_rows(two_seeds))))
+    assert cells == ["1", "my_cam", "resnet18", "synthetic", "2", "51.0 ± 1.4", "91.0/51.0/11.0", "41.0 ± 1.4",
+                     "46.0 ± 1.4", "91.0 ± 1.4", "protocol", "untuned; seeds 0,1; wsolbench 0.1.0"]
+    page = render(_rows(two_seeds), "html")
+    assert page.startswith("<!DOCTYPE html>") and page.count("<table") == 1
