@@ -1,9 +1,10 @@
-"""docs/RESULTS.md's leaderboard is what ``wsolbench leaderboard`` renders from the records committed under
-results/ (so that the page can never drift from its records)."""
+"""The leaderboards of docs/RESULTS.md and README.md are what ``wsolbench leaderboard`` renders from the
+records committed under results/ (so that the pages can never drift from their records)."""
 
 import re
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from wsolbench.cli import cli
@@ -13,10 +14,11 @@ BLOCK = re.compile(r"<!-- rendered by: (?P<command>wsolbench leaderboard [^>]*?)
                    re.DOTALL)
 
 
-def test_every_rendered_block_matches_the_command_it_names():
-    text = (ROOT / "docs" / "RESULTS.md").read_text(encoding="utf-8")
+@pytest.mark.parametrize("page", ["docs/RESULTS.md", "README.md"])
+def test_every_rendered_block_matches_the_command_it_names(page):
+    text = (ROOT / page).read_text(encoding="utf-8")
     blocks = list(BLOCK.finditer(text))
-    assert blocks, "docs/RESULTS.md has no block rendered by wsolbench leaderboard"
+    assert blocks, f"{page} has no block rendered by wsolbench leaderboard"
     for block in blocks:
         arguments = block["command"].split()[1:]
         result = CliRunner().invoke(cli, [arguments[0], *(str(ROOT / a) if a.startswith("results/") else a
