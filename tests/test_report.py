@@ -20,7 +20,8 @@ from scoremap_factory import cam_like
 from wsolbench.cli import cli
 from wsolbench.data.metadata import SplitMetadata, write_split
 from wsolbench.metrics import functional as F
-from wsolbench.report.figures import example_threshold, pr_curve_data, predicted_boxes, threshold_curve_data
+from wsolbench.metrics.functional import contour_boxes as predicted_boxes
+from wsolbench.report.figures import example_threshold, pr_curve_data, threshold_curve_data
 from wsolbench.report.page import ReportFigure, png_size, render_page
 from wsolbench.results import write_record
 

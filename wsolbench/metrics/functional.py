@@ -175,6 +175,22 @@ def best_ious_per_threshold(scoremap: np.ndarray, gt_boxes: np.ndarray, threshol
     return best[:, threshold_to_distinct]
 
 
+def contour_boxes(scoremap: np.ndarray, threshold: float) -> np.ndarray:
+    """The ``(K, 4)`` inclusive boxes :func:`best_ious_per_threshold` scores for ``scoremap`` at ``threshold``
+    (what a report draws): foreground ``floor(255 s) > int(tau * max)``, the bounding box of every contour
+    (``RETR_TREE``, holes included, far corner clamped to ``W - 1, H - 1``); an empty foreground gives the one
+    box ``[0, 0, 0, 0]``."""
+    scoremap = np.asarray(scoremap, dtype=np.float64)
+    height, width = scoremap.shape
+    q = quantize(scoremap)
+    cut = int((np.asarray([threshold], dtype=np.float64) * q.max()).astype(np.int64)[0])
+    foreground = (q > cut).astype(np.uint8)
+    if not foreground.any():
+        return _EMPTY_BOX.copy()
+    contours = cv2.findContours(foreground, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
+    return _contour_geometry(contours, width, height)[0]
+
+
 def box_hits(best_ious: np.ndarray, iou_thresholds) -> np.ndarray:
     """Hit table ``best_iou >= delta / 100``: shape ``best_ious.shape[:-1] + (len(iou_thresholds), T)``."""
     deltas = np.asarray(iou_thresholds) / 100

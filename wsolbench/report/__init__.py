@@ -1,8 +1,9 @@
 """``wsolbench report``: figures and one self-contained HTML page for a run's test split, or for score maps
 from any codebase, drawn from the maps alone (no model).
 
-:mod:`.figures` holds what is plotted, as functions that return it (:func:`~.figures.threshold_curve_data`,
-:func:`~.figures.predicted_boxes`, the boxes the metric scores), and draws the PNG figures with matplotlib
+:mod:`.figures` holds what is plotted, as functions that return it (:func:`~.figures.threshold_curve_data`;
+the boxes the metric scores come from :func:`wsolbench.metrics.functional.contour_boxes`), and draws the PNG
+figures with matplotlib
 (``matplotlib.figure.Figure`` on the Agg canvas, no pyplot state): ``examples.png`` (test images with
 their map and boxes), ``threshold_curves.png`` (accuracy against CAM threshold per IoU, box splits) and
 ``pr_curve.png`` (the PxAP precision-recall curve, mask splits). :mod:`.page` renders ``report.html``

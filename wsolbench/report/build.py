@@ -210,7 +210,7 @@ def _short_title(inputs: ReportInputs) -> str:
 
 def example_tiles(metadata: SplitMetadata, inputs: ReportInputs, images: dict[str, np.ndarray], scores: dict):
     """The example tiles of the first images (those in ``images``) and the threshold their boxes use."""
-    from wsolbench.report.figures import ExampleTile, example_threshold, predicted_boxes
+    from wsolbench.report.figures import ExampleTile, example_threshold
 
     masks = metadata.annotation == "masks"
     threshold = None if masks else example_threshold(scores)[1]
@@ -224,7 +224,7 @@ def example_tiles(metadata: SplitMetadata, inputs: ReportInputs, images: dict[st
         else:
             size = metadata.image_sizes[image_id]
             tile.gt_boxes = np.array([F.resize_box(box, size) for box in metadata.boxes[image_id]])
-            tile.predicted = predicted_boxes(scoremap, threshold)
+            tile.predicted = F.contour_boxes(scoremap, threshold)
         tiles.append(tile)
     return tiles, threshold
 

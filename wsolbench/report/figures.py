@@ -9,9 +9,8 @@ created or left open, and importing this module changes no matplotlib state. Tex
   its first maximum, from the score dict of ``report_json(evaluation, curves=True)``;
 * :func:`example_threshold`: the threshold the example boxes are drawn at (the first argmax of the
   all-contour IoU-50 curve: MaxBoxAccV2's ``best_threshold["50"]``, which is also GT-known Loc's best
-  threshold when Loc uses all contours, the default);
-* :func:`predicted_boxes`: the boxes the metric scores for a map at a threshold (every contour's box,
-  :mod:`wsolbench.metrics.functional`'s rules);
+  threshold when Loc uses all contours, the default); the boxes drawn there are the metric's own,
+  :func:`wsolbench.metrics.functional.contour_boxes`;
 * :func:`examples_figure`, :func:`threshold_curves_figure`, :func:`pr_curve_figure`: the PNG bytes.
 """
 
@@ -21,7 +20,6 @@ import io
 import textwrap
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from matplotlib import patheffects
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -68,25 +66,6 @@ def example_threshold(scores: dict) -> tuple[int, float]:
     accuracies = np.asarray(scores["curves"]["all"][str(EXAMPLE_IOU)], dtype=np.float64)
     index = int(np.argmax(accuracies))
     return index, float(F.threshold_grid(scores["cam_curve_interval"])[index])
-
-
-def predicted_boxes(scoremap: np.ndarray, threshold: float) -> np.ndarray:
-    """The ``(K, 4)`` inclusive boxes the metric scores for ``scoremap`` (224x224, [0, 1]) at ``threshold``.
-
-    As :func:`wsolbench.metrics.functional.best_ious_per_threshold` computes them: foreground
-    ``floor(255 s) > int(tau * max)``, the bounding box of every contour (``RETR_TREE``, holes included,
-    far corner clamped to ``W - 1, H - 1``); an empty foreground gives the one box ``[0, 0, 0, 0]``.
-    """
-    scoremap = np.asarray(scoremap, dtype=np.float64)
-    height, width = scoremap.shape
-    q = F.quantize(scoremap)
-    cut = int((np.asarray([threshold], dtype=np.float64) * q.max()).astype(np.int64)[0])
-    foreground = (q > cut).astype(np.uint8)
-    if not foreground.any():
-        return F._EMPTY_BOX.copy()
-    contours = cv2.findContours(foreground, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
-    boxes, _ = F._contour_geometry(contours, width, height)
-    return boxes
 
 
 @dataclass
