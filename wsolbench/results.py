@@ -35,7 +35,6 @@ import os
 import platform
 import shlex
 import subprocess
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from importlib import metadata
@@ -44,6 +43,7 @@ from typing import Any
 
 import orjson
 
+from wsolbench.atomic import write_text
 from wsolbench.errors import WsolbenchError
 from wsolbench.plugins import ENTRY_POINT_GROUP, LOAD_PLUGINS_ENV
 from wsolbench.protocol import RunConfig
@@ -239,18 +239,10 @@ def write_record(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
     problem = record_problem(json.loads(text))
     if problem:
         raise WsolbenchError(f"cannot write run record {path}: the record {problem}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        write_text(path, text, durable=True)
     except OSError as error:
         raise WsolbenchError(f"cannot write run record {path}: {error}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_record(path: str | os.PathLike) -> dict[str, Any]:

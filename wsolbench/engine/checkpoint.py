@@ -18,17 +18,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from wsolbench.atomic import atomic_path
 from wsolbench.errors import WsolbenchError
 
 LAST, BEST = "last.pt", "best.pt"
 
 
 def save(path: Path, state: dict) -> None:
-    """``torch.save`` to ``path`` atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` to ``path`` atomically (under a temporary name of its own: :mod:`wsolbench.atomic`)."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load(path: Path) -> dict:

@@ -12,7 +12,6 @@ statistics across processes. The scores are the dictionary ``wsolbench evaluate 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from wsolbench.atomic import atomic_path
 from wsolbench.engine.distributed import Processes, sum_across
 from wsolbench.errors import MethodContractError, WsolbenchError
 from wsolbench.metrics.scores import Evaluation, report_json
@@ -61,11 +61,8 @@ class ScoremapWriter:
     @staticmethod
     def _save(folder: Path, image_ids, maps) -> None:
         for image_id, scoremap in zip(image_ids, maps):
-            path = scoremap_path(folder, image_id)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-            np.save(tmp, np.asarray(scoremap, dtype=np.float64))
-            os.replace(tmp, path)
+            with atomic_path(scoremap_path(folder, image_id)) as tmp, open(tmp, "wb") as handle:
+                np.save(handle, np.asarray(scoremap, dtype=np.float64))
 
     def finish(self) -> None:
         ids, scores = self.ids, self.scores
@@ -75,9 +72,8 @@ class ScoremapWriter:
             ids = [i for part, _ in gathered for i in part]
             scores = [s for _, part in gathered for s in part]
         if self.processes.is_main and ids:
-            tmp = self.class_scores_path.with_name(f".{self.class_scores_path.name}.tmp.npz")
-            np.savez(tmp, image_ids=np.array(ids), scores=np.stack(scores))
-            os.replace(tmp, self.class_scores_path)
+            with atomic_path(self.class_scores_path) as tmp, open(tmp, "wb") as handle:
+                np.savez(handle, image_ids=np.array(ids), scores=np.stack(scores))
 
 
 @torch.no_grad()

@@ -27,10 +27,13 @@ from torch import nn
 from wsolbench.data.datasets import hold_out_per_class, open_dataset, resolve_spec, sample_per_class
 from wsolbench.data.pipeline import make_loader
 from wsolbench.engine import checkpoint
+from wsolbench.atomic import remove_stale_temporaries
 from wsolbench.engine.distributed import Processes, barrier, start, stop
+from wsolbench.engine.fingerprint import first_difference, run_fingerprint
 from wsolbench.engine.evaluation import ScoremapWriter, evaluate_model, selection_score
 from wsolbench.engine.loop import TrainingLoop, per_process_batch, phase_loader
 from wsolbench.errors import MethodContractError, WsolbenchError
+from wsolbench.lock import LOCK_NAME, FolderLock
 from wsolbench.method import FULLY_SUPERVISED, WEAKLY_SUPERVISED, Method, Phase, StepContext, TrainingSettings
 from wsolbench.plugins import plugins, registry
 from wsolbench.protocol import SELECTION_METRICS, RunConfig
@@ -157,12 +160,31 @@ def run(config: RunConfig, *, out_dir: str | Path, root: str | Path | None = Non
     its class scores as ``<out_dir>/class_scores.npz`` (:class:`~wsolbench.engine.evaluation.ScoremapWriter`),
     which ``wsolbench evaluate`` re-scores and ``wsolbench report`` draws without the model.
     """
+    out_dir = Path(out_dir)
     processes = start(device)
+    lock = FolderLock(out_dir, "--out")
     try:
-        return _Run(config, Path(out_dir), root, processes, seed, weights_path, acceleration, argv or sys.argv,
+        if processes.is_main:  # before any compute: one writer per run folder, and a folder it can write
+            started = (out_dir / LOCK_NAME).exists() or (out_dir / "checkpoints").exists()
+            lock.acquire()
+            remove_stale_temporaries(out_dir, locked=True)
+            _check_out_dir(out_dir, resume, started)
+        barrier(processes)
+        return _Run(config, out_dir, root, processes, seed, weights_path, acceleration, argv or sys.argv,
                     tuple(loggers), save_scoremaps).execute(resume)
     finally:
+        lock.release()
         stop(processes)
+
+
+def _check_out_dir(out_dir: Path, resume: bool, started: bool) -> None:
+    """Refuse a finished run folder, and ``--resume`` where no run ever ``started`` (no lock file was left)."""
+    record = out_dir / "record.json"
+    if record.exists():
+        raise WsolbenchError(f"{record} exists: the run is finished" + ("; nothing to resume" if resume else
+                             "; choose another --out"))
+    if resume and not started:
+        raise WsolbenchError(f"--resume: no run was started in {out_dir}; start it without --resume")
 
 
 class _Run:
@@ -187,12 +209,21 @@ class _Run:
         self.phases = _checked_phases(self.method, self.settings, config)
         self.criteria = _checked_criteria(self.method, config, self.spec.annotation)
         for phase in self.phases:  # before any compute
-            per_process_batch(phase.batch_size or config.batch_size, processes, f"phase {phase.name!r}: batch size")
+            batch_size = phase.batch_size or config.batch_size
+            per_process_batch(batch_size, processes, f"phase {phase.name!r}: batch size")
+            if phase.epochs and batch_size > len(self.splits["train"]):
+                raise WsolbenchError(f"phase {phase.name!r}: batch size {batch_size} exceeds the "
+                                     f"{len(self.splits['train'])} training images; choose --set batch_size=N "
+                                     f"with N <= {len(self.splits['train'])}")
         shard = {"rank": processes.rank, "world_size": processes.world_size, "device": processes.device}
         self.eval_loaders = {split: _eval_loader(self.splits[split], config.batch_size // processes.world_size,
                                                  seed, shard) for split in ("val", "test")}
 
         self.autocast_dtype, self.channels_last = acceleration.resolve(processes.device)
+        self.fingerprint = run_fingerprint(
+            config, seed=seed, splits=self.splits, device=processes.device.type, world_size=processes.world_size,
+            autocast=str(self.autocast_dtype), channels_last=self.channels_last, compile=acceleration.compile,
+            weights_path=weights_path, code=_code_versions(config))
         model = self.method.build_model().to(processes.device)
         model, self.sync_batchnorm = _sync_batchnorm(model, processes)
         if self.channels_last:
@@ -211,15 +242,8 @@ class _Run:
     # --- the run -----------------------------------------------------------------------------------------
 
     def execute(self, resume: bool) -> dict:
-        if not resume and self.processes.is_main and (self.out_dir / "record.json").exists():
-            raise WsolbenchError(f"{self.out_dir / 'record.json'} exists: choose another --out, or --resume to "
-                                 "finish it")
-        state, done = None, 0
-        if resume:
-            state = checkpoint.load(self.checkpoints / checkpoint.LAST)
-            if not isinstance(state, dict) or "loop" not in state:
-                raise WsolbenchError(f"{self.checkpoints / checkpoint.LAST} was written by an older wsolbench "
-                                     "(no training-loop state); start the run again without --resume")
+        state, done = self._resumed_state() if resume else None, 0
+        if state is not None:
             self.model.load_state_dict(state["model"])
             self.loop.load_state_dict(state["loop"])
             self.method.load_state_dict(state["method"])
@@ -235,6 +259,25 @@ class _Run:
             self.method.on_fit_start(self.model, self.loop.context)
         self._train(done, state)
         return self._test_and_record()
+
+    def _resumed_state(self) -> dict | None:
+        """``last.pt`` when it continues this very run (same fingerprint); None when the run was stopped
+        before its first epoch ended (it starts again from the beginning)."""
+        path = self.checkpoints / checkpoint.LAST
+        if not path.is_file():
+            if self.processes.is_main:
+                print(f"wsolbench: {path} does not exist (the run stopped before its first epoch ended): "
+                      "starting it from the beginning", file=sys.stderr)
+            return None
+        state = checkpoint.load(path)
+        if not isinstance(state, dict) or "fingerprint" not in state:
+            raise WsolbenchError(f"{path} was written by an older wsolbench (no run fingerprint); start the run "
+                                 "again without --resume")
+        difference = first_difference(state["fingerprint"], self.fingerprint)
+        if difference:
+            raise WsolbenchError(f"--resume: {path} belongs to another run: {difference}; resume with the "
+                                 "command that started it, or choose another --out")
+        return state
 
     def _train(self, done: int, state: dict | None) -> None:
         last = 0
@@ -264,7 +307,8 @@ class _Run:
                     checkpoint.save(self.checkpoints / checkpoint.LAST, {
                         "epoch": epoch, "model": self.model.state_dict(), "loop": self.loop.state_dict(),
                         "method": self.method.state_dict(), "history": self.selection.history,
-                        "best": self.selection.best, "random": checkpoint.random_states(generators)})
+                        "best": self.selection.best, "random": checkpoint.random_states(generators),
+                        "fingerprint": self.fingerprint})
                 barrier(self.processes)
 
     def _evaluate(self, split: str, description: str, writer: ScoremapWriter | None = None) -> dict:
@@ -280,7 +324,8 @@ class _Run:
         if epoch:
             row.update(loss=loss, logs=logs)
         if self.selection.add(row, phase.selectable) and self.processes.is_main:
-            checkpoint.save(self.checkpoints / checkpoint.BEST, {"epoch": epoch, "model": self.model.state_dict()})
+            checkpoint.save(self.checkpoints / checkpoint.BEST, {"epoch": epoch, "model": self.model.state_dict(),
+                                                                 "fingerprint": self.fingerprint})
         if self.processes.is_main:
             self.hooks.wsolbench_epoch_end(run=self.info, epoch=epoch, scores={k: v for k, v in row.items()
                                                                                if k != "epoch"})
@@ -289,8 +334,14 @@ class _Run:
         if self.config.eval_checkpoint == "best":
             metric = self.config.selection_metric
             kind = "method criterion, label-free" if metric in self.criteria else "protocol metric"
-            self.model.load_state_dict(checkpoint.load(self.checkpoints / checkpoint.BEST)["model"])
-            return {"epoch": self.selection.best["epoch"], "criterion": f"best {metric} on train-fullsup ({kind})"}
+            path, epoch = self.checkpoints / checkpoint.BEST, self.selection.best["epoch"]
+            best = checkpoint.load(path)
+            if best.get("epoch") != epoch or best.get("fingerprint") != self.fingerprint:
+                raise WsolbenchError(f"{path} holds epoch {best.get('epoch')} of "
+                                     f"{'this' if best.get('fingerprint') == self.fingerprint else 'another'} run, "
+                                     f"not the selected epoch {epoch}; start the run again without --resume")
+            self.model.load_state_dict(best["model"])
+            return {"epoch": epoch, "criterion": f"best {metric} on train-fullsup ({kind})"}
         return {"epoch": self.selection.history[-1]["epoch"], "criterion": "last"}
 
     def _test_and_record(self) -> dict:
@@ -321,6 +372,13 @@ class _Run:
             write_record(self.out_dir / "record.json", record)
             self.hooks.wsolbench_run_finish(run=self.info, record=record)
         return record
+
+
+def _code_versions(config: RunConfig) -> dict[str, str]:
+    """``{distribution: version}`` of the plugins that registered the run's method, backbone and dataset."""
+    wanted = {("method", config.method), ("backbone", config.backbone), ("dataset", config.dataset)}
+    return {info.distribution: info.version for info in plugins().plugins
+            if any(name in info.registered.get(kind, ()) for kind, name in wanted)}
 
 
 def _splits(method: Method, spec, root, config: RunConfig, seed: int) -> dict:

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from wsolbench.atomic import write_bytes
 from wsolbench.data.metadata import SplitMetadata, read_split
 from wsolbench.errors import WsolbenchError
 from wsolbench.metrics import functional as F
@@ -230,14 +230,10 @@ def example_tiles(metadata: SplitMetadata, inputs: ReportInputs, images: dict[st
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_bytes(path, data)
     except OSError as error:
         raise WsolbenchError(f"{path}: cannot write ({error})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def rescoring_mismatches(record: dict, scores: dict) -> list[str]:
