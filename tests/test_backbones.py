@@ -370,7 +370,7 @@ def test_unreadable_weights_files_are_errors(tmp_path):
     torch.save([torch.zeros(1)], tmp_path / "list.pth")
     with pytest.raises(WsolbenchError, match="is not a state dict"):
         create_backbone("resnet18", 3, weights_path=tmp_path / "list.pth")
-    with pytest.raises(WsolbenchError, match="exclude each other"):
+    with pytest.raises(WsolbenchError, match="given for a model built from random weights"):
         create_backbone("resnet18", 3, pretrained=False, weights_path=tmp_path / "list.pth")
 
 

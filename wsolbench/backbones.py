@@ -417,7 +417,8 @@ def load_torchvision_weights(model: CamBackbone, state_dict: dict[str, Tensor], 
 def _build(model: CamBackbone, pretrained: bool, weights_path: str | Path | None) -> CamBackbone:
     if weights_path is not None:
         if not pretrained:
-            raise WsolbenchError("--weights and --no-pretrained exclude each other")
+            raise WsolbenchError(f"weights file {weights_path} given for a model built from random weights "
+                                 "(pretrained=False)")
         path = Path(weights_path)
         load_torchvision_weights(model, _read_state_dict(path), f"weights file {path}")
     elif pretrained:

@@ -90,6 +90,8 @@ def _increasing_positive(points: tuple) -> bool:
     return all(point >= 1 for point in points) and all(a < b for a, b in zip(points, points[1:]))
 
 
+MIN_IMAGE_SIZE = 32  #: the smallest crop (``image_size``) a run accepts
+
 SETTINGS: dict[str, Setting] = {
     "backbone": Setting("model", str, bool, "a backbone name", overridable=False),
     "pretrained": Setting("model", bool),
@@ -106,7 +108,8 @@ SETTINGS: dict[str, Setting] = {
     "momentum": Setting("training", float, lambda v: 0 <= v < 1, "in [0, 1)"),
     "nesterov": Setting("training", bool),
     "classifier_ratio": Setting("training", float, lambda v: v > 0, "> 0"),
-    "image_size": Setting("training", int, lambda v: v >= 1, ">= 1"),
+    # the crop side; below the backbones' output stride (32) a crop has no feature map to localise with
+    "image_size": Setting("training", int, lambda v: v >= MIN_IMAGE_SIZE, f">= {MIN_IMAGE_SIZE}"),
     "cam_curve_interval": Setting("evaluation", float, lambda v: 0 < v < 1, "in (0, 1)"),
     "iou_thresholds": Setting("evaluation", tuple, lambda v: len(v) > 0 and all(0 < t <= 100 for t in v),
                               "one or more integers in 1..100"),

@@ -10,6 +10,7 @@ import click
 from tabulate import tabulate
 
 from wsolbench.cli_options import ManyValuesOption
+from wsolbench.errors import WsolbenchError
 
 DEFAULT_RUNS_DIR = Path("runs")
 
@@ -61,11 +62,21 @@ def run(method, dataset, backbone, root, epochs, seed, device, out_dir, override
 
     overrides = dict(overrides)
     if epochs is not None:
+        if "epochs" in overrides and overrides["epochs"] != str(epochs):
+            raise WsolbenchError(f"--epochs {epochs} and --set epochs={overrides['epochs']} contradict each other; "
+                                 "give one")
         overrides["epochs"] = str(epochs)
+    if weights_path and no_pretrained:
+        raise WsolbenchError("--weights and --no-pretrained exclude each other: --weights starts from the file's "
+                             "weights, --no-pretrained from random ones")
     spec = resolve_spec(dataset, root)  # a registered name, or a folder of --root/metadata/ never seen before
     config = resolve_run(method, spec, backbone, overrides)
     if no_pretrained and config.pretrained:
         config = resolve_run(method, spec, backbone, {**overrides, "pretrained": "false"})
+    if weights_path and not config.pretrained:
+        raise WsolbenchError(f"--weights {weights_path}: the protocol trains {config.backbone} on {config.dataset} "
+                             "from random weights (pretrained = false); add --set pretrained=true to start from "
+                             "the file")
     out_dir = out_dir or DEFAULT_RUNS_DIR / f"{config.dataset}-{config.method}-{config.backbone}-seed{seed}"
     record = fit_run(config, out_dir=out_dir, root=root, device=device, seed=seed, resume=resume,
                      weights_path=weights_path, acceleration=Acceleration(amp, channels_last, use_compile),
