@@ -90,11 +90,11 @@ def test_cache_is_reused_and_follows_file_changes(tiny_boxes_root, tmp_path):
     dataset = open_dataset("synthetic", tiny_boxes_root, "val", image_size=32)
     first = decoded_images(dataset, 32, cache_dir=tmp_path)
     assert isinstance(first, np.memmap) and first.shape == (2, 3, 32, 32) and first.dtype == np.uint8
-    assert len(list((tmp_path / "decoded").iterdir())) == 1
+    assert len(list((tmp_path / "decoded").glob("*.npy"))) == 1
     decoded_images(dataset, 32, cache_dir=tmp_path)
-    assert len(list((tmp_path / "decoded").iterdir())) == 1  # no rebuild
+    assert len(list((tmp_path / "decoded").glob("*.npy"))) == 1  # no rebuild
     decoded_images(dataset, 16, cache_dir=tmp_path)
-    assert len(list((tmp_path / "decoded").iterdir())) == 2  # another size, another entry
+    assert len(list((tmp_path / "decoded").glob("*.npy"))) == 2  # another size, another entry
     expected = np.asarray(dataset.load_image(0).resize((32, 32), Image.BILINEAR)).transpose(2, 0, 1)
     np.testing.assert_array_equal(first[0], expected)
 

@@ -3,9 +3,10 @@
 :class:`CachedLoader` decodes a split once into a uint8 ``(N, 3, S, S)`` ``.npy`` array, resized as the
 protocol does (``S = round(C * 256 / 224)`` for training, ``S = C`` for evaluation), kept under the cache
 folder (``decoded/<key>.npy``, memory-mapped; the key hashes the image folder, the ids, each file's size
-and mtime, ``S`` and the Pillow and OpenCV versions). Per batch it copies the rows to the device and
-there applies ``RandomCrop(C)``, ``RandomHorizontalFlip`` and ``Normalize`` as batched tensor ops, the
-crop offsets and flips drawn from a seeded CPU ``torch.Generator`` (the same draws on CPU and CUDA).
+and mtime, ``S`` and the Pillow and OpenCV versions; an entry found incomplete or damaged is rebuilt,
+with one warning line). Per batch it copies the rows to the device and there applies ``RandomCrop(C)``,
+``RandomHorizontalFlip`` and ``Normalize`` as batched tensor ops, the crop offsets and flips drawn from a
+seeded CPU ``torch.Generator`` (the same draws on CPU and CUDA).
 Mask targets are cached the same way.
 
 :class:`DeviceLoader` is a ``torch.utils.data.DataLoader`` (PIL decoding and transforms in worker
@@ -19,8 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
-import uuid
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +34,8 @@ import PIL
 import torch
 from torch.utils.data import DataLoader
 
-from wsolbench.data.cache import cache_root
+from wsolbench.atomic import atomic_path, remove_stale_temporaries
+from wsolbench.data.cache import cache_root, entry_lock
 from wsolbench.data.datasets import WsolDataset, collate, load_mask
 from wsolbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, resize_image, train_resize_size
 from wsolbench.errors import WsolbenchError
@@ -60,30 +63,78 @@ def _cache_key(what: str, size: int, dataset: WsolDataset, files: Callable[[int]
     return digest.hexdigest()[:24]
 
 
-def _cached_array(path: Path, shape: tuple, fill: Callable[[int], np.ndarray], workers: int) -> np.ndarray:
-    """The uint8 ``.npy`` array at ``path`` (memory-mapped, read-only), built first if absent.
+_MISSING = "is missing"
 
-    Row ``i`` is ``fill(i)``; rows are computed by ``workers`` threads (PIL and OpenCV release the GIL),
-    written to a temporary file and renamed into place.
+
+def _open_entry(path: Path, shape: tuple) -> np.ndarray | str:
+    """The cache entry at ``path`` memory-mapped read-only if it is complete, else why it is not.
+
+    Complete means: a ``.npy`` header stating uint8, C order and ``shape``, and a file size of exactly the
+    header plus ``prod(shape)`` bytes. That suffices because an entry is only ever filled under a
+    temporary name and renamed into place once flushed (:func:`_fill`): a file under the entry's name was
+    whole when it got there, so any later damage that matters (a truncated copy, a full disk, zero bytes,
+    another array saved over it, garbage) shows in the header or the size. Damage that keeps both (flipped
+    bytes) is not detected: hashing the array on every use would cost more than decoding it again.
     """
-    if path.is_file():
-        array = np.load(path, mmap_mode="r")
-        if array.shape == shape and array.dtype == np.uint8:
-            return array
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}.npy")
     try:
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        with ThreadPoolExecutor(workers) as pool:
-            for start in range(0, shape[0], _CHUNK):
-                rows = range(start, min(start + _CHUNK, shape[0]))
-                array[rows.start:rows.stop] = np.stack(list(pool.map(fill, rows)))
-        array.flush()
-        del array
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return np.load(path, mmap_mode="r")
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            if version not in ((1, 0), (2, 0)):
+                return f"has .npy format version {version[0]}.{version[1]}"
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            found_shape, fortran_order, dtype = read_header(handle)
+            expected_size = handle.tell() + math.prod(shape)
+            size = os.fstat(handle.fileno()).st_size
+        if (found_shape, fortran_order, dtype) != (shape, False, np.dtype(np.uint8)):
+            order = "Fortran-order " if fortran_order else ""
+            return f"holds a {order}{dtype} array of shape {found_shape}, not uint8 {shape}"
+        if size != expected_size:
+            return f"has {size} bytes, not {expected_size}"
+        return np.load(path, mmap_mode="r")
+    except FileNotFoundError:
+        return _MISSING
+    except (OSError, ValueError) as error:
+        return f"is not a readable .npy file ({' '.join(str(error).split()) or type(error).__name__})"
+
+
+def _fill(path: Path, shape: tuple, fill: Callable[[int], np.ndarray], workers: int) -> None:
+    """Write the array whose row ``i`` is ``fill(i)`` to ``path`` atomically (:mod:`wsolbench.atomic`);
+    rows are computed by ``workers`` threads (PIL and OpenCV release the GIL)."""
+    try:
+        with atomic_path(path) as tmp:
+            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+            with ThreadPoolExecutor(workers) as pool:
+                for start in range(0, shape[0], _CHUNK):
+                    rows = range(start, min(start + _CHUNK, shape[0]))
+                    array[rows.start:rows.stop] = np.stack(list(pool.map(fill, rows)))
+            array.flush()
+            del array
+    except OSError as error:
+        raise WsolbenchError(f"cannot write the decoded cache entry {path}: {error.strerror or error}") from None
+
+
+def _cached_array(path: Path, shape: tuple, fill: Callable[[int], np.ndarray], workers: int) -> np.ndarray:
+    """The uint8 array of ``shape`` cached at ``path`` (memory-mapped, read-only), built by :func:`_fill`
+    first if it is absent, and built again, with one warning line on stderr, if it is not complete
+    (:func:`_open_entry`).
+
+    Every use deletes the temporaries of killed writers in its folder (one listing of it). Processes
+    that find the entry unusable take turns through :func:`~wsolbench.data.cache.entry_lock`, so one builds
+    it and the others, having waited, open it.
+    """
+    remove_stale_temporaries(path.parent, recursive=False)
+    entry = _open_entry(path, shape)
+    if not isinstance(entry, str):
+        return entry
+    with entry_lock(path):
+        entry = _open_entry(path, shape)  # another process may have built it meanwhile
+        if not isinstance(entry, str):
+            return entry
+        if entry != _MISSING:
+            print(f"wsolbench: warning: the decoded cache entry {path} {entry}; rebuilding it", file=sys.stderr)
+        _fill(path, shape, fill, workers)
+        return np.load(path, mmap_mode="r")
 
 
 def decoded_images(dataset: WsolDataset, size: int, cache_dir: Path | None = None,

@@ -14,9 +14,14 @@ Everything derives from the seed: image ``k`` of class ``c`` in split ``s`` uses
 Datasets are written in wsolevaluation's layout (PNG images; ``boxes``: one inclusive box per image,
 ``masks``: OpenImages-style instance and ignore PNGs for val and test).
 
+A dataset is written into a temporary folder and renamed into place; :data:`PARAMS_FILE`, written last,
+lists every other file with its size, so :func:`dataset_problem` can tell a complete dataset from one
+whose generation was killed or whose files were deleted or truncated since.
+
 This module holds the generator: :class:`SynthParams`, :func:`render_sample`, :func:`generate` (to a folder)
-and :func:`cached` (into the cache). Which registered datasets are generated into the cache when no data
-root is given is decided where the built-in specs live: :func:`wsolbench.data.builtin.generated_root`.
+and :func:`cached` (into the cache, generated again when found damaged). Which registered datasets are
+generated into the cache when no data root is given is decided where the built-in specs live:
+:func:`wsolbench.data.builtin.generated_root`.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import hashlib
 import json
 import os
 import shutil
-import uuid
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,14 +39,15 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from wsolbench.data.cache import cache_root
+from wsolbench.atomic import remove_stale_temporaries, temporary_path
+from wsolbench.data.cache import cache_root, entry_lock
 from wsolbench.data.metadata import MaskAnnotation, SplitMetadata, write_split
 from wsolbench.data.spec import SPLITS
 from wsolbench.errors import WsolbenchError
 
 GENERATOR_VERSION = 1  #: bump when the images change, so cached copies are regenerated
 FOLDERS = {"boxes": "SYNTHETIC", "masks": "SYNTHETIC_MASKS"}  #: variant -> dataset folder
-PARAMS_FILE = "synthetic.json"  #: written at the root: the parameters and generator version
+PARAMS_FILE = "synthetic.json"  #: written last at the root: parameters, generator version, other files' sizes
 PART_SHAPES = ("disc", "square", "diamond", "cross")
 PART_FRACTION = (0.12, 0.18)  #: part area / body area, drawn uniformly per image
 BODY_SEMI_MAJOR = (0.15, 0.33)  #: times the image size
@@ -79,10 +85,13 @@ class SynthParams:
     def per_class(self, split: str) -> int:
         return getattr(self, f"{split}_per_class")
 
+    def identity(self) -> dict:
+        """The parameters and the generator version, as :data:`PARAMS_FILE` states them."""
+        return {**asdict(self), "generator": GENERATOR_VERSION}
+
     def digest(self) -> str:
         """Hash of the parameters and generator version: the dataset's name in the cache."""
-        text = json.dumps({**asdict(self), "generator": GENERATOR_VERSION}, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -255,20 +264,52 @@ def _write_dataset(root: Path, params: SynthParams) -> None:
                     masks[image_id] = MaskAnnotation((mask_path,), ignore_path)
         write_split(root / "metadata" / params.folder / split,
                     SplitMetadata(root / "metadata" / params.folder / split, tuple(ids), labels, sizes, boxes, masks))
-    text = json.dumps({**asdict(params), "generator": GENERATOR_VERSION}, indent=2, sort_keys=True)
+    files = {path.relative_to(root).as_posix(): path.stat().st_size for path in sorted(root.rglob("*"))
+             if path.is_file()}
+    text = json.dumps({**params.identity(), "files": files}, indent=2, sort_keys=True)
     (root / PARAMS_FILE).write_text(text + "\n", encoding="utf-8")
 
 
-def _build(out: Path, params: SynthParams) -> None:
-    """Write the dataset into a sibling temporary folder, then rename it to ``out`` (absent or empty)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
+def dataset_problem(root: str | os.PathLike, params: SynthParams) -> str | None:
+    """Why ``root`` does not hold the complete dataset of ``params``, or None when it does: its
+    :data:`PARAMS_FILE` must state these parameters and every file it lists must have the size it states
+    (a file changed in place to one of the same size is not noticed)."""
+    root = Path(root)
     try:
+        record = json.loads((root / PARAMS_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return f"{PARAMS_FILE} is missing"
+    except (OSError, ValueError) as error:
+        return f"{PARAMS_FILE} cannot be read ({' '.join(str(error).split())})"
+    files = record.get("files") if isinstance(record, dict) else None
+    if not isinstance(files, dict) or {key: record.get(key) for key in params.identity()} != params.identity():
+        return f"{PARAMS_FILE} does not describe a complete dataset of these parameters"
+    for name, size in files.items():
+        try:
+            found = (root / name).stat().st_size
+        except OSError:
+            return f"{name} is missing"
+        if found != size:
+            return f"{name} has {found} bytes, not {size}"
+    return None
+
+
+def _build(out: Path, params: SynthParams) -> None:
+    """Write the dataset into a temporary folder beside ``out``, then rename it to ``out``. An existing
+    ``out`` (empty, or a damaged dataset) is first renamed to a temporary name and deleted afterwards: a
+    killed process leaves only temporaries (:func:`wsolbench.atomic.remove_stale_temporaries` deletes
+    them) and ``out`` complete or absent."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp, old = temporary_path(out), temporary_path(out)
+    try:
+        tmp.mkdir()
         _write_dataset(tmp, params)
+        if os.path.lexists(out):
+            os.replace(out, old)
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def generate(out: str | os.PathLike, params: SynthParams = SynthParams()) -> Path:
@@ -284,14 +325,27 @@ def generate(out: str | os.PathLike, params: SynthParams = SynthParams()) -> Pat
 
 
 def cached(params: SynthParams = SynthParams()) -> Path:
-    """The dataset's root in the cache (``<cache>/synthetic/<params hash>``), generated on first use."""
+    """The dataset's root in the cache (``<cache>/synthetic/<params hash>``), generated on first use and
+    generated again, with one warning line on stderr, when :func:`dataset_problem` finds it damaged.
+
+    Every use deletes the temporaries of killed generators in ``<cache>/synthetic`` (one listing of it).
+    Processes that find the dataset absent or damaged take turns through
+    :func:`~wsolbench.data.cache.entry_lock`: one generates it, the others, having waited, use it.
+    """
     root = cache_root() / "synthetic" / params.digest()
-    if not (root / PARAMS_FILE).is_file():
+    remove_stale_temporaries(root.parent, recursive=False)
+    if dataset_problem(root, params) is None:
+        return root
+    with entry_lock(root):
+        problem = dataset_problem(root, params)  # another process may have generated it meanwhile
+        if problem is None:
+            return root
+        if os.path.lexists(root):
+            print(f"wsolbench: warning: the cached synthetic dataset {root} is incomplete or damaged ({problem}); "
+                  "generating it again", file=sys.stderr)
         try:
             _build(root, params)
         except OSError as error:
-            if not (root / PARAMS_FILE).is_file():  # another process finishing first is fine
-                raise WsolbenchError(f"cannot write the synthetic dataset to {root}: {error} "
-                                     "(delete that folder to have it generated again)") from None
+            raise WsolbenchError(f"cannot write the synthetic dataset to {root}: {error}") from None
     return root
 
