@@ -285,6 +285,8 @@ def dataset_problem(root: str | os.PathLike, params: SynthParams) -> str | None:
     if not isinstance(files, dict) or {key: record.get(key) for key in params.identity()} != params.identity():
         return f"{PARAMS_FILE} does not describe a complete dataset of these parameters"
     for name, size in files.items():
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            return f"{PARAMS_FILE} lists {name!r}, a file outside the dataset"
         try:
             found = (root / name).stat().st_size
         except OSError:
