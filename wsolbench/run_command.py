@@ -47,10 +47,13 @@ def _overrides(ctx, param, values):
 @click.option("--save-scoremaps", is_flag=True,
               help="Keep the test maps (<out>/scoremaps/<image_id>.npy, wsolevaluation's layout) and class scores "
                    "(<out>/class_scores.npz) for wsolbench evaluate and wsolbench report.")
+@click.option("--eval-workers", type=click.IntRange(1),
+              help="Processes scoring evaluation maps while the model predicts (default: the CPU cores available); "
+                   "the scores do not depend on it.")
 @click.option("--log", "loggers", multiple=True, type=click.Choice(["tensorboard"]),
               help="Also log to TensorBoard (<out>/tensorboard; needs wsolbench[tensorboard]).")
 def run(method, dataset, backbone, root, epochs, seed, device, out_dir, overrides, resume, weights_path,
-        no_pretrained, amp, channels_last, use_compile, save_scoremaps, loggers):
+        no_pretrained, amp, channels_last, use_compile, save_scoremaps, eval_workers, loggers):
     """Train METHOD on DATASET (train-weaksup), select on train-fullsup, test once; write the run record.
 
     Launch with torchrun for several processes (DDP): torchrun --nproc-per-node 2 -m wsolbench run ...
@@ -80,7 +83,8 @@ def run(method, dataset, backbone, root, epochs, seed, device, out_dir, override
     out_dir = out_dir or DEFAULT_RUNS_DIR / f"{config.dataset}-{config.method}-{config.backbone}-seed{seed}"
     record = fit_run(config, out_dir=out_dir, root=root, device=device, seed=seed, resume=resume,
                      weights_path=weights_path, acceleration=Acceleration(amp, channels_last, use_compile),
-                     argv=["wsolbench", *sys.argv[1:]], loggers=loggers, save_scoremaps=save_scoremaps)
+                     argv=["wsolbench", *sys.argv[1:]], loggers=loggers, save_scoremaps=save_scoremaps,
+                     eval_workers=eval_workers)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
         click.echo(summary_table(record))
         click.echo(f"record: {out_dir / 'record.json'}")

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from wsolbench.atomic import atomic_path
 from wsolbench.engine.distributed import Processes, sum_across
+from wsolbench.engine.scoring_pool import ScoringPool
 from wsolbench.errors import MethodContractError, WsolbenchError
 from wsolbench.metrics.scores import Evaluation, report_json
 from wsolbench.method import METHOD_NAME, Method
@@ -79,11 +80,14 @@ class ScoremapWriter:
 @torch.no_grad()
 def evaluate_model(method: Method, model: nn.Module, loader, *, metadata_dir, annotation: str,
                    cam_curve_interval: float, iou_thresholds, processes: Processes, criteria=None,
-                   description: str = "evaluating", writer: ScoremapWriter | None = None) -> dict:
+                   description: str = "evaluating", writer: ScoremapWriter | None = None,
+                   pool: ScoringPool | None = None) -> dict:
     """Scores of ``model`` (the unwrapped module) on the images of ``loader`` (this process's shard; the
     results are global). ``criteria`` maps names to ``criterion(prediction, images) -> (B,)``; ``writer``,
-    when given, keeps every normalised map and the class scores."""
+    when given, keeps every normalised map and the class scores; ``pool`` scores the maps in worker processes
+    while the next batches are predicted (default: in this process; the scores are the same)."""
     criteria = dict(criteria or {})
+    pool = pool or ScoringPool(1)
     was_training = model.training
     model.eval()
     metrics = registry("metric")
@@ -101,9 +105,9 @@ def evaluate_model(method: Method, model: nn.Module, loader, *, metadata_dir, an
         logits = None if prediction.logits is None else prediction.logits.detach().float().cpu().numpy()
         labels = batch["label"].cpu().numpy()
         if annotation == "masks":
-            metric.update(maps, batch["mask"].cpu().numpy())
+            pool.submit(metric, maps, batch["mask"].cpu().numpy())
         else:
-            metric.update(maps, [b.cpu().numpy() for b in batch["boxes"]], labels, logits)
+            pool.submit(metric, maps, [b.cpu().numpy() for b in batch["boxes"]], labels, logits)
         if writer is not None:
             writer.add(batch["image_id"], maps, logits, _extra_maps(method, model, batch))
         counts = (0, 0) if logits is None else F.topk_correct_counts(logits, labels)
@@ -111,6 +115,7 @@ def evaluate_model(method: Method, model: nn.Module, loader, *, metadata_dir, an
         classified = classified and logits is not None
         for k, (name, criterion) in enumerate(criteria.items()):
             criterion_sums[k] += _criterion_values(method, name, criterion, prediction, batch["image"]).sum()
+    pool.drain()
     model.train(was_training)
     if writer is not None:
         writer.finish()

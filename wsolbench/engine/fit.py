@@ -30,6 +30,7 @@ from wsolbench.engine import checkpoint
 from wsolbench.atomic import remove_stale_temporaries
 from wsolbench.engine.distributed import Processes, barrier, start, stop
 from wsolbench.engine.fingerprint import first_difference, run_fingerprint
+from wsolbench.engine.scoring_pool import ScoringPool, available_cores
 from wsolbench.engine.evaluation import ScoremapWriter, evaluate_model, selection_score
 from wsolbench.engine.loop import TrainingLoop, per_process_batch, phase_loader
 from wsolbench.errors import MethodContractError, WsolbenchError
@@ -151,7 +152,7 @@ def _sync_batchnorm(model: nn.Module, processes: Processes) -> tuple[nn.Module, 
 def run(config: RunConfig, *, out_dir: str | Path, root: str | Path | None = None, device: str = "auto",
         seed: int = 0, resume: bool = False, weights_path: str | None = None,
         acceleration: Acceleration = Acceleration(), argv: list[str] | None = None, loggers=(),
-        save_scoremaps: bool = False) -> dict:
+        save_scoremaps: bool = False, eval_workers: int | None = None) -> dict:
     """Train, select and test as :mod:`this module <wsolbench.engine.fit>` describes; return the run record.
 
     The record is written atomically to ``<out_dir>/record.json`` (by rank 0) only once the test split was
@@ -159,6 +160,9 @@ def run(config: RunConfig, *, out_dir: str | Path, root: str | Path | None = Non
     ``save_scoremaps`` keeps the test split's normalised maps as ``<out_dir>/scoremaps/<image_id>.npy`` and
     its class scores as ``<out_dir>/class_scores.npz`` (:class:`~wsolbench.engine.evaluation.ScoremapWriter`),
     which ``wsolbench evaluate`` re-scores and ``wsolbench report`` draws without the model.
+    ``eval_workers`` processes score the evaluation maps while the model predicts the next batches (default:
+    the CPU cores available, shared among the processes of a distributed run; 1: in this process); the
+    scores do not depend on it.
     """
     out_dir = Path(out_dir)
     processes = start(device)
@@ -170,8 +174,10 @@ def run(config: RunConfig, *, out_dir: str | Path, root: str | Path | None = Non
             remove_stale_temporaries(out_dir, locked=True)
             _check_out_dir(out_dir, resume, started)
         barrier(processes)
-        return _Run(config, out_dir, root, processes, seed, weights_path, acceleration, argv or sys.argv,
-                    tuple(loggers), save_scoremaps).execute(resume)
+        workers = eval_workers if eval_workers is not None else max(available_cores() // processes.world_size, 1)
+        with ScoringPool(workers) as pool:
+            return _Run(config, out_dir, root, processes, seed, weights_path, acceleration, argv or sys.argv,
+                        tuple(loggers), save_scoremaps, pool).execute(resume)
     finally:
         lock.release()
         stop(processes)
@@ -191,8 +197,10 @@ class _Run:
     """One run's objects: datasets, method, model, training loop, selection; :meth:`execute` runs it."""
 
     def __init__(self, config: RunConfig, out_dir: Path, root, processes: Processes, seed: int, weights_path,
-                 acceleration: Acceleration, argv, loggers, save_scoremaps: bool = False):
+                 acceleration: Acceleration, argv, loggers, save_scoremaps: bool = False,
+                 pool: ScoringPool | None = None):
         self.started = time.perf_counter()
+        self.pool = pool
         self.save_scoremaps = save_scoremaps
         self.config, self.out_dir, self.root, self.processes, self.seed = config, out_dir, root, processes, seed
         self.argv, self.acceleration = argv, acceleration
@@ -316,7 +324,7 @@ class _Run:
                               metadata_dir=self.splits[split].metadata.folder, annotation=self.spec.annotation,
                               cam_curve_interval=self.config.cam_curve_interval,
                               iou_thresholds=self.config.iou_thresholds, processes=self.processes,
-                              criteria=self.criteria, description=description, writer=writer)
+                              criteria=self.criteria, description=description, writer=writer, pool=self.pool)
 
     def _evaluate_epoch(self, epoch: int, phase: Phase, *, loss, logs: dict) -> None:
         scores = self._evaluate("val", f"epoch {epoch} train-fullsup")
