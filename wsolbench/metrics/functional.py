@@ -14,6 +14,8 @@ Semantics are wsolevaluation's (Choe et al., CVPR 2020), to the bit:
 Speed: the foreground at threshold ``T`` equals ``q >= L`` for the smallest level ``L > T`` present in
 the map, so at most 256 distinct foregrounds exist whatever the threshold step; contours are traced once
 per distinct foreground, on the crop that holds it (OpenCV pads internally, so contours are the same).
+A foreground with a single contour is one hole-free component whose box is the crop, so only foregrounds
+with several contours get their boxes and areas computed from the traced points.
 """
 
 from __future__ import annotations
@@ -94,18 +96,19 @@ def quantize(scoremap: np.ndarray) -> np.ndarray:
     return (scoremap * 255).astype(np.uint8)
 
 
-def _first_row_at_least(row_max: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """For each level, the first index whose ``row_max`` reaches it (the level must be reached somewhere)."""
-    return np.argmax(row_max[None, :] >= levels[:, None], axis=1)
+def _first_index_reaching(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """For each level, the first index whose value reaches it (the level must be reached somewhere):
+    a binary search in the running maximum, which is sorted."""
+    return np.searchsorted(np.maximum.accumulate(values), levels, side="left")
 
 
 def _foreground_crops(q: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """``(n, 4)`` rows ``r0, r1, c0, c1``: the smallest window holding every pixel of ``q >= level``."""
     row_max, col_max = q.max(axis=1), q.max(axis=0)
-    r0 = _first_row_at_least(row_max, levels)
-    r1 = len(row_max) - _first_row_at_least(row_max[::-1], levels)
-    c0 = _first_row_at_least(col_max, levels)
-    c1 = len(col_max) - _first_row_at_least(col_max[::-1], levels)
+    r0 = _first_index_reaching(row_max, levels)
+    r1 = len(row_max) - _first_index_reaching(row_max[::-1], levels)
+    c0 = _first_index_reaching(col_max, levels)
+    c1 = len(col_max) - _first_index_reaching(col_max[::-1], levels)
     return np.stack([r0, r1, c0, c1], axis=1)
 
 
@@ -134,6 +137,36 @@ def _first_argmax_per_segment(values: np.ndarray, starts: np.ndarray, counts: np
     return np.minimum.reduceat(candidates, starts)
 
 
+def _level_best_ious(q: np.ndarray, levels: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
+    """``(2, n)`` best IoUs (rows :data:`LARGEST`, :data:`ALL`) of the level sets ``q >= level``, each level
+    present in ``q``.
+
+    A level set with a single contour needs no geometry: that contour is the outer border of the only
+    component, whose bounding rectangle is the level set's crop, so both rows score that box. Only the
+    levels with several contours have their contours' boxes and areas computed, vectorized over all of them.
+    """
+    height, width = q.shape
+    crops = _foreground_crops(q, levels)
+    several, several_levels, counts = [], [], []
+    for index, (level, (r0, r1, c0, c1)) in enumerate(zip(levels.tolist(), crops.tolist())):
+        foreground = cv2.threshold(q[r0:r1, c0:c1], level - 1, 1, cv2.THRESH_BINARY)[1]  # q >= level
+        found = cv2.findContours(foreground, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE, offset=(c0, r0))[-2]
+        if len(found) > 1:
+            several.extend(found)
+            several_levels.append(index)
+            counts.append(len(found))
+    crop_boxes = np.minimum(crops[:, [2, 0, 3, 1]], [width, height, width - 1, height - 1])  # x0, y0, x1, y1
+    best = np.repeat(box_iou(crop_boxes, gt_boxes).max(axis=1)[None], 2, axis=0)
+    if several:
+        counts = np.asarray(counts)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        boxes, areas = _contour_geometry(several, width, height)
+        best_per_box = box_iou(boxes, gt_boxes).max(axis=1)
+        best[LARGEST, several_levels] = best_per_box[_first_argmax_per_segment(areas, starts, counts)]
+        best[ALL, several_levels] = np.maximum.reduceat(best_per_box, starts)
+    return best
+
+
 def best_ious_per_threshold(scoremap: np.ndarray, gt_boxes: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """Best IoU against the ground truth at each threshold, for the largest contour and for all contours.
 
@@ -148,29 +181,15 @@ def best_ious_per_threshold(scoremap: np.ndarray, gt_boxes: np.ndarray, threshol
     (2, T) float64 array: row :data:`LARGEST` for the largest contour's box (MaxBoxAcc),
     row :data:`ALL` for the best of all contour boxes (MaxBoxAccV2).
     """
-    height, width = scoremap.shape
     q = quantize(scoremap)
     cuts = (np.asarray(thresholds) * q.max()).astype(np.int64)
     present = np.flatnonzero(np.bincount(q.ravel(), minlength=256))
     level_index = np.searchsorted(present, cuts, side="right")  # smallest present level above each cut
     distinct, threshold_to_distinct = np.unique(level_index, return_inverse=True)
     empty = distinct == len(present)  # no level above the cut: empty foreground, box [0, 0, 0, 0]
-    levels = present[distinct[~empty]]
-
-    contours, counts = [], []
-    for level, (r0, r1, c0, c1) in zip(levels.tolist(), _foreground_crops(q, levels).tolist()):
-        foreground = cv2.threshold(q[r0:r1, c0:c1], level - 1, 1, cv2.THRESH_BINARY)[1]  # q >= level
-        found = cv2.findContours(foreground, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE, offset=(c0, r0))[-2]
-        contours.extend(found)
-        counts.append(len(found))
     best = np.zeros((2, len(distinct)))
-    if contours:
-        counts = np.asarray(counts)
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        boxes, areas = _contour_geometry(contours, width, height)
-        best_per_box = box_iou(boxes, gt_boxes).max(axis=1)
-        best[LARGEST, ~empty] = best_per_box[_first_argmax_per_segment(areas, starts, counts)]
-        best[ALL, ~empty] = np.maximum.reduceat(best_per_box, starts)
+    if not empty.all():
+        best[:, ~empty] = _level_best_ious(q, present[distinct[~empty]], gt_boxes)
     best[:, empty] = box_iou(_EMPTY_BOX, gt_boxes).max()
     return best[:, threshold_to_distinct]
 
